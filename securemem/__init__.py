@@ -1,0 +1,39 @@
+"""securemem: secrets in memory that is locked, kept out of core dumps and wiped.
+
+Hold keys, passwords and tokens in :class:`SecureBytes`: memory the operating
+system will not swap out, write into a core dump or hand to a forked child, and
+that is zeroed the moment it is released.
+"""
+
+from __future__ import annotations
+
+from securemem._arena import Arena, ArenaStats, default_arena
+from securemem._errors import (
+    AllocationError,
+    CanaryError,
+    KernelError,
+    MemoryLockError,
+    SecureBytesClosedError,
+    SecureMemoryError,
+)
+from securemem._securebytes import SecureBytes
+
+__all__ = [
+    "AllocationError",
+    "Arena",
+    "ArenaStats",
+    "CanaryError",
+    "KernelError",
+    "MemoryLockError",
+    "SecureBytes",
+    "SecureBytesClosedError",
+    "SecureMemoryError",
+    "stats",
+]
+
+__version__ = "0.1.0"
+
+
+def stats() -> ArenaStats:
+    """What the default arena holds: locked, mapped and in-use bytes, secrets, limit."""
+    return default_arena().stats()

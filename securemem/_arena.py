@@ -1,0 +1,487 @@
+"""The locked arena: regions of whole pages, slabs for small secrets, runs for large ones.
+
+Layout. A *region* is one mapping: a PROT_NONE guard page at each end and
+usable pages between. A usable page is free, a *slab* page cut into equal
+slots of one size class (small secrets), or part of a *run* of whole pages (a
+secret larger than the largest class). Only pages that hold secrets, plus a
+small reserve, are locked; the rest of a region is mapped but not locked, so
+the memlock limit is spent on secrets, not on empty space.
+
+Locking. Every slab, run and reserved page is one holder in
+:class:`PageLocks`; the kernel sees a lock only when a page gets its first
+holder and an unlock only when it loses its last. A slab holds its page from
+creation to dissolution, so allocating a slot in an existing slab makes no
+system call at all.
+
+Bookkeeping (free lists, counts, states) lives in ordinary Python objects, never
+in the locked pages: locked memory holds secrets only.
+
+Threads and re-entrancy. One re-entrant lock per arena serialises changes. A
+free that arrives while this thread is already inside the arena (a garbage
+collection pass triggered mid-allocation runs ``__del__``) or from a weakref
+callback is queued in ``_pending`` and applied at the next safe point, never in
+the middle of another change.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+from securemem._errors import AllocationError, MemoryLockError
+from securemem._kernel import Kernel, NativeKernel, physical_memory
+from securemem._pagelocks import PageLocks
+
+LockFailurePolicy = Literal["raise", "warn", "allow"]
+
+SIZE_CLASSES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+_LARGEST_CLASS = SIZE_CLASSES[-1]
+# size -> index of the smallest class that holds it; a list lookup is the
+# cheapest way to classify on the allocation path.
+_CLASS_OF_SIZE = [
+    next(i for i, c in enumerate(SIZE_CLASSES) if c >= n) for n in range(_LARGEST_CLASS + 1)
+]
+
+_FREE, _USED, _GUARD = 0, 1, 2
+
+
+class _Region:
+    """One mapping: guard page, usable pages, guard page."""
+
+    __slots__ = ("base", "length", "reserved", "states", "used")
+
+    def __init__(self, base: int, length: int, pages: int) -> None:
+        self.base = base
+        self.length = length
+        self.states = bytearray(pages)
+        self.states[0] = self.states[-1] = _GUARD
+        self.used = 0  # pages owned by slabs and runs
+        self.reserved = 0  # free pages kept locked for the reserve
+
+
+class _Slab:
+    """A locked page cut into slots of one size class."""
+
+    __slots__ = ("class_index", "free", "listed", "live", "page", "region")
+
+    def __init__(self, region: _Region, page: int, class_index: int, page_size: int) -> None:
+        slot = SIZE_CLASSES[class_index]
+        self.region = region
+        self.page = page
+        self.class_index = class_index
+        # popped from the end: lowest addresses are handed out first
+        self.free = list(range(page + page_size - slot, page - 1, -slot))
+        self.live = 0  # slots handed out and not yet released (closed-but-viewed count too)
+        self.listed = False  # on the arena's list of slabs with free slots
+
+
+class _Run:
+    """Whole locked pages for one large secret."""
+
+    __slots__ = ("address", "length", "region")
+
+    def __init__(self, region: _Region, address: int, length: int) -> None:
+        self.region = region
+        self.address = address
+        self.length = length
+
+
+Owner = _Slab | _Run
+
+
+@dataclass(frozen=True)
+class ArenaStats:
+    """A snapshot of an arena. Locked is reported apart from used and mapped."""
+
+    locked_bytes: int
+    """Bytes in pages locked into RAM by this arena (secrets and reserve)."""
+    mapped_bytes: int
+    """Bytes mapped by this arena, guard pages included."""
+    in_use_bytes: int
+    """Bytes of live secrets, as asked for (before rounding to a slot)."""
+    allocations: int
+    """Live secrets, counting closed ones whose memory still has views open."""
+    regions: int
+    """Mappings the arena holds."""
+    memlock_limit: int | None
+    """The soft RLIMIT_MEMLOCK in bytes, None when unlimited."""
+    reserve_bytes: int
+    """Locked bytes kept free so that an alloc/free loop makes no system call."""
+    unlocked_bytes: int
+    """Bytes holding secrets that could not be locked (policy ``warn``/``allow``)."""
+    awaiting_views: int
+    """Closed secrets, already wiped, whose slots wait for their last view to go."""
+
+
+class Arena:
+    """A pool of locked memory that :class:`SecureBytes` allocate from.
+
+    ``kernel`` is the operating system to use (the real one by default, or a
+    ``securemem.testing.SimulatedKernel``). ``region_pages`` is how many pages
+    one mapping holds; ``reserve_pages`` how many free pages stay locked so that
+    an alloc/free loop does not lock and unlock on every call.
+    ``on_lock_failure`` decides what happens when pages cannot be locked:
+    ``"raise"`` a :class:`MemoryLockError` (default), ``"warn"`` once and keep
+    the secret in unlocked memory, or ``"allow"`` silently; stats report what is
+    unlocked either way.
+    """
+
+    def __init__(
+        self,
+        *,
+        kernel: Kernel | None = None,
+        region_pages: int = 64,
+        reserve_pages: int = 4,
+        on_lock_failure: LockFailurePolicy = "raise",
+    ) -> None:
+        if region_pages < 1:
+            raise ValueError(f"region_pages must be at least 1, got {region_pages}")
+        if reserve_pages < 0:
+            raise ValueError(f"reserve_pages cannot be negative, got {reserve_pages}")
+        if on_lock_failure not in ("raise", "warn", "allow"):
+            raise ValueError(
+                f"on_lock_failure must be 'raise', 'warn' or 'allow', got {on_lock_failure!r}"
+            )
+        self.kernel: Kernel = kernel if kernel is not None else NativeKernel()
+        self.page_size = self.kernel.page_size
+        self.region_pages = region_pages
+        self.reserve_pages = reserve_pages
+        self.on_lock_failure: LockFailurePolicy = on_lock_failure
+        self._page_locks = PageLocks(self.kernel)
+        self._lock = threading.RLock()
+        self._busy = False  # this arena is mid-change (re-entrant calls must queue)
+        self._regions: list[_Region] = []
+        self._partial: list[list[_Slab]] = [[] for _ in SIZE_CLASSES]
+        # Locked pages kept free, oldest first: page -> its empty slab, or None
+        # for a bare page. Evicting the oldest keeps what a loop just used.
+        self._reserve: dict[int, _Slab | None] = {}
+        self._unlocked_pages: set[int] = set()  # pages in use that the kernel refused to lock
+        self._warned = False
+        self._pending: deque[tuple[Owner, int]] = deque()
+        # id(weakref to a view exporter) -> (that weakref, owner, address)
+        self._awaiting: dict[int, tuple[weakref.ref[object], Owner, int]] = {}
+        self._live = 0
+        self._in_use = 0
+        self._physical = physical_memory()
+
+    # -- allocation ---------------------------------------------------------
+
+    def allocate(self, size: int) -> tuple[Owner, int]:
+        """A zeroed, locked slot of at least ``size`` bytes: (owner, address)."""
+        if self._physical and size > self._physical:
+            raise AllocationError(
+                f"cannot allocate {size} bytes: that is more than this machine's "
+                f"{self._physical} bytes of RAM. Ask for less."
+            )
+        with self._lock:
+            self._busy = True
+            try:
+                if self._pending:
+                    self._drain_pending()
+                owner: Owner
+                if size <= _LARGEST_CLASS:
+                    owner, address = self._allocate_slot(_CLASS_OF_SIZE[size])
+                else:
+                    owner = self._allocate_run(size)
+                    address = owner.address
+                self._live += 1
+                self._in_use += size
+                return owner, address
+            finally:
+                self._busy = False
+
+    def _allocate_slot(self, class_index: int) -> tuple[_Slab, int]:
+        partial = self._partial[class_index]
+        if partial:
+            slab = partial[-1]
+            if slab.live == 0:  # an empty slab kept in the reserve comes back into use
+                del self._reserve[slab.page]
+        else:
+            region, page = self._take_pages(1)
+            slab = _Slab(region, page, class_index, self.page_size)
+            slab.listed = True
+            partial.append(slab)
+        address = slab.free.pop()
+        if not slab.free:
+            partial.pop()
+            slab.listed = False
+        slab.live += 1
+        return slab, address
+
+    def _allocate_run(self, size: int) -> _Run:
+        length = -(-size // self.page_size) * self.page_size
+        region, address = self._take_pages(length // self.page_size)
+        return _Run(region, address, length)
+
+    def _take_pages(self, count: int) -> tuple[_Region, int]:
+        """Find, lock and mark used ``count`` contiguous free pages, mapping a region if needed."""
+        wanted = bytes([_FREE]) * count  # that many free pages in a row
+        for region in reversed(self._regions):
+            index = region.states.find(wanted)
+            if index >= 0:
+                break
+        else:
+            region = self._map_region(max(self.region_pages, count) + 2)
+            index = 1
+        address = region.base + index * self.page_size
+        try:
+            from_reserve = self._hold_pages(address, count)
+        except BaseException:
+            self._unmap_if_empty(region)
+            raise
+        region.states[index : index + count] = bytes([_USED]) * count
+        region.used += count
+        region.reserved -= from_reserve
+        return region, address
+
+    def _pages(self, address: int, count: int) -> range:
+        return range(address, address + count * self.page_size, self.page_size)
+
+    def _map_region(self, pages: int) -> _Region:
+        kernel = self.kernel
+        size = self.page_size
+        length = pages * size
+        base = kernel.map(length)
+        try:
+            # Guard pages catch linear overruns out of the region; the whole
+            # mapping stays out of core dumps and reads as zeros in a forked child.
+            kernel.protect(base, size, "noaccess")
+            kernel.protect(base + length - size, size, "noaccess")
+            kernel.advise(base, length, "dontdump")
+            kernel.advise(base, length, "wipeonfork")
+        except BaseException:
+            kernel.unmap(base, length)
+            raise
+        region = _Region(base, length, pages)
+        self._regions.append(region)
+        return region
+
+    def _hold_pages(self, address: int, count: int) -> int:
+        """Give a new owner one lock hold per page; return how many pages came from the reserve.
+
+        Pages kept in the reserve are already locked: the new owner takes a
+        hold (1 -> 2) and the reserve drops its own (2 -> 1), no system call.
+        Fresh pages are locked by PageLocks in as few calls as possible.
+        """
+        try:
+            self._page_locks.acquire(address, count * self.page_size)
+        except MemoryLockError:
+            if self.on_lock_failure == "raise":
+                raise
+            return self._hold_unlocked(address, count)
+        from_reserve = 0
+        for page in self._pages(address, count):
+            if page in self._reserve:
+                del self._reserve[page]
+                self._page_locks.release(page, self.page_size)
+                from_reserve += 1
+        return from_reserve
+
+    def _hold_unlocked(self, address: int, count: int) -> int:
+        """Policy warn/allow: hand the pages out unlocked, and say so (once)."""
+        from_reserve = 0
+        for page in self._pages(address, count):
+            if page in self._reserve:  # still locked by the reserve: it just changes owner
+                del self._reserve[page]
+                from_reserve += 1
+            else:
+                self._unlocked_pages.add(page)
+        if self.on_lock_failure == "warn" and not self._warned:
+            self._warned = True
+            warnings.warn(
+                "securemem could not lock memory (RLIMIT_MEMLOCK reached or locking "
+                "not permitted); secrets in this arena may be swapped to disk. "
+                "securemem.stats().unlocked_bytes shows how much. Raise the limit "
+                "(`ulimit -l`) or use on_lock_failure='raise'.",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        return from_reserve
+
+    # -- release ------------------------------------------------------------
+
+    def free(self, owner: Owner, address: int, size: int) -> None:
+        """Return a slot whose bytes the caller has already wiped."""
+        with self._lock:
+            if self._busy:
+                # A __del__ or callback running inside a change on this thread:
+                # apply it once that change is finished.
+                self._pending.append((owner, address))
+                self._in_use -= size
+                return
+            self._busy = True
+            try:
+                self._in_use -= size
+                self._release(owner, address)
+                if self._pending:
+                    self._drain_pending()
+            finally:
+                self._busy = False
+
+    def free_after_views(self, exporter: object, owner: Owner, address: int, size: int) -> None:
+        """Release a wiped slot once ``exporter`` (and every view of it) is gone.
+
+        Until then the slot is not reused, so a stale view reads zeros and never
+        another secret.
+        """
+        with self._lock:
+            self._in_use -= size
+            reference = weakref.ref(exporter, self._exporter_gone)
+            self._awaiting[id(reference)] = (reference, owner, address)
+
+    def _exporter_gone(self, reference: weakref.ref[object]) -> None:
+        # Runs whenever the last view dies, on any thread, maybe mid-change:
+        # only atomic container operations here.
+        entry = self._awaiting.pop(id(reference), None)
+        if entry is not None:
+            self._pending.append((entry[1], entry[2]))
+
+    def _drain_pending(self) -> None:
+        while self._pending:
+            owner, address = self._pending.popleft()
+            self._release(owner, address)
+
+    def _release(self, owner: Owner, address: int) -> None:
+        self._live -= 1
+        if type(owner) is _Slab:
+            slab = owner
+            slab.free.append(address)
+            slab.live -= 1
+            if not slab.listed:
+                slab.listed = True
+                self._partial[slab.class_index].append(slab)
+            if slab.live == 0:
+                self._slab_emptied(slab)
+        else:
+            assert isinstance(owner, _Run)
+            self._return_pages(owner.region, owner.address, owner.length // self.page_size)
+
+    def _slab_emptied(self, slab: _Slab) -> None:
+        """Keep an empty slab, locked, in the reserve (reusing it costs nothing), or dissolve it."""
+        if slab.page in self._unlocked_pages or self.reserve_pages == 0:
+            self._dissolve(slab)
+            return
+        self._reserve[slab.page] = slab
+        self._trim_reserve()
+
+    def _trim_reserve(self) -> None:
+        """Evict the oldest reserve pages until the reserve is within its size.
+
+        Callers add their pages first and trim after, so a region whose pages
+        are entering the reserve never looks empty and is never unmapped under them.
+        """
+        while len(self._reserve) > self.reserve_pages:
+            self._evict(next(iter(self._reserve)))
+
+    def _evict(self, page: int) -> None:
+        """Take one page out of the reserve and give it back to the system."""
+        slab = self._reserve.pop(page)
+        if slab is not None:
+            self._dissolve(slab, keep_in_reserve=False)
+            return
+        region = self._region_of(page)
+        region.reserved -= 1
+        self._page_locks.release(page, self.page_size)
+        self._unmap_if_empty(region)
+
+    def _dissolve(self, slab: _Slab, *, keep_in_reserve: bool = True) -> None:
+        self._partial[slab.class_index].remove(slab)
+        slab.listed = False
+        self._return_pages(slab.region, slab.page, 1, keep_in_reserve=keep_in_reserve)
+
+    def _return_pages(
+        self, region: _Region, address: int, count: int, *, keep_in_reserve: bool = True
+    ) -> None:
+        """Pages whose owner is gone: keep some locked in the reserve, unlock the rest.
+
+        Order matters: the rest is unlocked while the region is surely mapped,
+        and only then may trimming the reserve unmap regions.
+        """
+        index = (address - region.base) // self.page_size
+        region.states[index : index + count] = bytes([_FREE]) * count
+        region.used -= count
+        pages = self._pages(address, count)
+        locked = [page for page in pages if page not in self._unlocked_pages]
+        self._unlocked_pages.difference_update(pages)
+        kept = locked[: self.reserve_pages] if keep_in_reserve else []
+        if len(locked) > len(kept):
+            self._page_locks.release_pages(locked[len(kept) :])
+        for page in kept:
+            self._reserve[page] = None  # the owner's hold becomes the reserve's
+        region.reserved += len(kept)
+        self._trim_reserve()
+        self._unmap_if_empty(region)
+
+    def _unmap_if_empty(self, region: _Region) -> None:
+        if region.used == 0 and region.reserved == 0 and region in self._regions:
+            self._regions.remove(region)
+            self.kernel.unmap(region.base, region.length)
+
+    # -- reserve and stats --------------------------------------------------
+
+    def release_reserve(self) -> None:
+        """Unlock and unmap every free page kept in the reserve (empty slabs too)."""
+        with self._lock:
+            self._busy = True
+            try:
+                if self._pending:
+                    self._drain_pending()
+                while self._reserve:
+                    self._evict(next(iter(self._reserve)))
+            finally:
+                self._busy = False
+
+    def _region_of(self, address: int) -> _Region:
+        for region in self._regions:
+            if region.base <= address < region.base + region.length:
+                return region
+        raise LookupError(f"address {address:#x} is not in this arena")
+
+    def stats(self) -> ArenaStats:
+        """A consistent snapshot of what this arena holds."""
+        with self._lock:
+            if self._pending and not self._busy:
+                self._busy = True
+                try:
+                    self._drain_pending()
+                finally:
+                    self._busy = False
+            return ArenaStats(
+                locked_bytes=self._page_locks.locked_bytes,
+                mapped_bytes=sum(region.length for region in self._regions),
+                in_use_bytes=self._in_use,
+                allocations=self._live,
+                regions=len(self._regions),
+                memlock_limit=self.kernel.memlock_limit(),
+                reserve_bytes=len(self._reserve) * self.page_size,
+                unlocked_bytes=len(self._unlocked_pages) * self.page_size,
+                awaiting_views=len(self._awaiting),
+            )
+
+    def mapped_ranges(self) -> list[tuple[int, int]]:
+        """(address, length) of every region this arena has mapped, guard pages included."""
+        with self._lock:
+            return [(region.base, region.length) for region in self._regions]
+
+    def locked_pages(self) -> dict[int, int]:
+        """{page address: holders} for every page this arena keeps locked."""
+        with self._lock:
+            return self._page_locks.locked_pages()
+
+
+_default: Arena | None = None
+_default_lock = threading.Lock()
+
+
+def default_arena() -> Arena:
+    """The process-wide arena on the real kernel, made on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Arena()
+    return _default

@@ -1,0 +1,96 @@
+"""The exceptions securemem raises.
+
+One root, :class:`SecureMemoryError`; every subclass also subclasses the
+builtin a caller would already catch (``MemoryError``, ``ValueError``,
+``OSError``), so ordinary ``except`` clauses keep working. No message here ever
+contains a byte of a secret: they are built from sizes, counts and errno only.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "AllocationError",
+    "CanaryError",
+    "KernelError",
+    "MemoryLockError",
+    "SecureBytesClosedError",
+    "SecureMemoryError",
+]
+
+
+class SecureMemoryError(Exception):
+    """Root of every error securemem raises on purpose."""
+
+
+class KernelError(SecureMemoryError, OSError):
+    """A system call securemem relies on failed (mmap, mprotect, madvise, ...)."""
+
+    def __init__(self, errno: int, message: str) -> None:
+        OSError.__init__(self, errno, message)
+
+
+class MemoryLockError(KernelError, MemoryError):
+    """Pages could not be locked into RAM (mlock failed or would exceed the limit).
+
+    ``errno`` is the kernel's reason; the message says how many bytes were asked
+    for, how many this process holds locked already, the RLIMIT_MEMLOCK in force
+    and how to raise it.
+    """
+
+
+class AllocationError(SecureMemoryError, MemoryError):
+    """The memory asked for cannot be mapped at all (too large, or mmap failed)."""
+
+
+class SecureBytesClosedError(SecureMemoryError, ValueError):
+    """A closed SecureBytes was used: its bytes are wiped and its memory released."""
+
+
+class CanaryError(SecureMemoryError):
+    """The canary in front of a guarded secret was overwritten: a buffer underrun."""
+
+
+def errno_name(number: int) -> str:
+    """``ENOMEM`` for 12, and a readable fallback for numbers without a name."""
+    return _errno.errorcode.get(number, f"errno {number}")
+
+
+def _format_bytes(count: int) -> str:
+    if count >= 1 << 20 and count % (1 << 20) == 0:
+        return f"{count} bytes ({count >> 20} MiB)"
+    if count >= 1 << 10 and count % (1 << 10) == 0:
+        return f"{count} bytes ({count >> 10} KiB)"
+    return f"{count} bytes"
+
+
+def memory_lock_error(
+    number: int, requested: int, locked_already: int | None, limit: int | None
+) -> MemoryLockError:
+    """Build the error a user sees when mlock fails, with what to do about it."""
+    parts = [
+        f"could not lock {_format_bytes(requested)} into RAM: "
+        f"{errno_name(number)} ({os.strerror(number)})."
+    ]
+    if locked_already is not None:
+        parts.append(f"This process already holds {_format_bytes(locked_already)} locked.")
+    if limit is None:
+        parts.append("RLIMIT_MEMLOCK is unlimited.")
+    else:
+        parts.append(f"RLIMIT_MEMLOCK is {_format_bytes(limit)}.")
+    if number == _errno.EPERM:
+        parts.append(
+            "The system refuses to lock memory for this user: run with the privilege "
+            "to lock memory (CAP_IPC_LOCK on Linux, superuser on QNX) or raise "
+            "RLIMIT_MEMLOCK above zero."
+        )
+    else:
+        parts.append(
+            "Close secrets you no longer need, or raise the limit: `ulimit -l <KiB>` "
+            "in the shell, LimitMEMLOCK= in a systemd unit, "
+            "`docker run --ulimit memlock=<bytes>`, or the container's securityContext "
+            "on Kubernetes. `python -m securemem doctor` shows how many secrets fit."
+        )
+    return MemoryLockError(number, " ".join(parts))

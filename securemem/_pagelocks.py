@@ -1,0 +1,107 @@
+"""Per-page lock counts, so that locking nests on every system.
+
+``munlock`` does not nest on POSIX and Linux: one call unlocks a page however
+often it was locked, which unlocks the neighbours of a freed secret that share
+its page. On OpenBSD it does nest. Counting holders per page and telling the
+kernel only about 0 -> 1 (lock) and 1 -> 0 (unlock) transitions gives the same,
+correct behaviour everywhere. Pure logic over the :class:`Kernel` interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from securemem._kernel import Kernel
+
+
+def _runs(pages: Iterable[int], page_size: int) -> list[tuple[int, int]]:
+    """Coalesce sorted page addresses into (address, length) runs: one syscall each."""
+    runs: list[tuple[int, int]] = []
+    for page in pages:
+        if runs and runs[-1][0] + runs[-1][1] == page:
+            runs[-1] = (runs[-1][0], runs[-1][1] + page_size)
+        else:
+            runs.append((page, page_size))
+    return runs
+
+
+class PageLocks:
+    """How many holders each page has; the kernel sees only edges 0 <-> 1.
+
+    Not thread-safe by itself: the arena serialises calls.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+        self._page_size = kernel.page_size
+        self._counts: dict[int, int] = {}
+
+    def _pages(self, address: int, length: int) -> range:
+        size = self._page_size
+        first = address - address % size
+        return range(first, address + length, size)
+
+    def acquire(self, address: int, length: int) -> None:
+        """Add one holder to every page of the range, locking pages that had none.
+
+        On failure nothing changes: pages locked by this call are unlocked again
+        and the counts are as before (invariant: no partial state).
+        """
+        counts = self._counts
+        pages = self._pages(address, length)
+        fresh = [page for page in pages if page not in counts]
+        locked: list[tuple[int, int]] = []
+        try:
+            for start, size in _runs(fresh, self._page_size):
+                self._kernel.lock(start, size)
+                locked.append((start, size))
+        except BaseException:
+            for start, size in locked:
+                self._kernel.unlock(start, size)
+            raise
+        for page in pages:
+            counts[page] = counts.get(page, 0) + 1
+
+    def release(self, address: int, length: int) -> None:
+        """Remove one holder from every page of the range, unlocking pages left with none."""
+        self.release_pages(self._pages(address, length))
+
+    def release_pages(self, pages: Iterable[int]) -> None:
+        """Remove one holder from each page (ascending page addresses).
+
+        Pages left with no holder are unlocked, contiguous ones in one call.
+        """
+        counts = self._counts
+        pages = list(pages)
+        for page in pages:
+            if counts.get(page, 0) <= 0:
+                raise RuntimeError(f"page {page:#x} released more often than acquired")
+        emptied: list[int] = []
+        for page in pages:
+            count = counts[page] - 1
+            if count:
+                counts[page] = count
+            else:
+                del counts[page]
+                emptied.append(page)
+        failure: BaseException | None = None
+        for start, size in _runs(emptied, self._page_size):
+            try:
+                self._kernel.unlock(start, size)
+            except Exception as error:  # keep unlocking the rest; report the first
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
+    def count(self, page: int) -> int:
+        """Holders of the page that contains ``page``."""
+        return self._counts.get(page - page % self._page_size, 0)
+
+    def locked_pages(self) -> dict[int, int]:
+        """A copy of {page address: holders} for every page with at least one."""
+        return dict(self._counts)
+
+    @property
+    def locked_bytes(self) -> int:
+        """Bytes in pages that have at least one holder."""
+        return len(self._counts) * self._page_size

@@ -1,0 +1,103 @@
+"""Shared fixtures and helpers: real kernel, real /proc, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from securemem._native import ffi
+
+import securemem
+from securemem import Arena, _procfs
+
+CAP_IPC_LOCK = 14
+REPO = Path(__file__).resolve().parent.parent
+
+
+def holds_cap_ipc_lock() -> bool:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_IPC_LOCK & 1)
+    return False
+
+
+def unprivileged_command(memlock: int) -> list[str]:
+    """A command prefix that runs as users do: no CAP_IPC_LOCK, RLIMIT_MEMLOCK = memlock."""
+    prlimit = shutil.which("prlimit")
+    assert prlimit, "prlimit (util-linux) is needed: apt-get install util-linux"
+    limited = [prlimit, f"--memlock={memlock}:{memlock}"]
+    if not holds_cap_ipc_lock():
+        return limited
+    capsh = shutil.which("capsh")
+    assert capsh, "capsh is needed to drop CAP_IPC_LOCK: apt-get install libcap2-bin"
+    return [capsh, "--drop=cap_ipc_lock", "--", "-c", 'exec "$0" "$@"', *limited]
+
+
+def run_python(
+    code: str, *, memlock: int | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter, unprivileged under ``memlock`` when given."""
+    prefix = unprivileged_command(memlock) if memlock is not None else []
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def run_json(code: str, *, memlock: int | None = None) -> dict[str, object]:
+    """Run ``code`` (which prints one JSON object last) and return that object."""
+    result = run_python(code, memlock=memlock)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def read_raw(address: int, length: int) -> bytes:
+    """Read memory straight through its address (for checking what release left behind)."""
+    return bytes(ffi.buffer(ffi.cast("char *", address), length))
+
+
+def kernel_locked_pages(arena: Arena) -> set[int]:
+    """Pages of the arena's regions that the kernel reports as locked (smaps ``lo``)."""
+    maps = _procfs.mappings()
+    assert maps is not None, "/proc/self/smaps is needed"
+    locked: set[int] = set()
+    size = arena.page_size
+    for base, length in arena.mapped_ranges():
+        for mapping in maps:
+            if mapping.locked and mapping.end > base and mapping.start < base + length:
+                start, end = max(base, mapping.start), min(base + length, mapping.end)
+                locked.update(range(start, end, size))
+    return locked
+
+
+def assert_locks_match_kernel(arena: Arena) -> None:
+    """Invariant 1: a page is locked exactly when the arena holds a lock count on it."""
+    assert kernel_locked_pages(arena) == set(arena.locked_pages())
+
+
+@pytest.fixture
+def arena() -> Iterator[Arena]:
+    """A fresh arena on the real kernel; checked against the kernel when the test ends."""
+    fresh = Arena(reserve_pages=2)
+    yield fresh
+    assert_locks_match_kernel(fresh)
+
+
+@pytest.fixture(autouse=True)
+def _default_arena_left_consistent() -> Iterator[None]:
+    yield
+    assert_locks_match_kernel(securemem.default_arena())
