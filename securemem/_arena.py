@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from securemem._errors import AllocationError, MemoryLockError
+from securemem._errors import AllocationError, MemoryLockError, SecureMemoryError
 from securemem._kernel import Kernel, NativeKernel, physical_memory
 from securemem._pagelocks import PageLocks
 
@@ -374,7 +374,11 @@ class Arena:
         Callers add their pages first and trim after, so a region whose pages
         are entering the reserve never looks empty and is never unmapped under them.
         """
-        while len(self._reserve) > self.reserve_pages:
+        # Bounded: a page the kernel refuses to unlock goes back to the end of
+        # the reserve, and is retried at the next trim rather than in a loop.
+        for _ in range(len(self._reserve) - self.reserve_pages):
+            if len(self._reserve) <= self.reserve_pages:  # a nested trim did the work
+                break
             self._evict(next(iter(self._reserve)))
 
     def _evict(self, page: int) -> None:
@@ -385,8 +389,18 @@ class Arena:
             return
         region = self._region_of(page)
         region.reserved -= 1
-        self._page_locks.release(page, self.page_size)
+        self._keep_stuck(region, self._page_locks.release(page, self.page_size))
         self._unmap_if_empty(region)
+
+    def _keep_stuck(self, region: _Region, pages: list[int]) -> None:
+        """Pages the kernel would not unlock: still locked, so the reserve holds them.
+
+        Releasing never fails for the user (the secret is already wiped); the
+        unlock is retried when the reserve is next trimmed or released.
+        """
+        for page in pages:
+            self._reserve[page] = None
+        region.reserved += len(pages)
 
     def _dissolve(self, slab: _Slab, *, keep_in_reserve: bool = True) -> None:
         self._partial[slab.class_index].remove(slab)
@@ -409,7 +423,7 @@ class Arena:
         self._unlocked_pages.difference_update(pages)
         kept = locked[: self.reserve_pages] if keep_in_reserve else []
         if len(locked) > len(kept):
-            self._page_locks.release_pages(locked[len(kept) :])
+            self._keep_stuck(region, self._page_locks.release_pages(locked[len(kept) :]))
         for page in kept:
             self._reserve[page] = None  # the owner's hold becomes the reserve's
         region.reserved += len(kept)
@@ -418,8 +432,11 @@ class Arena:
 
     def _unmap_if_empty(self, region: _Region) -> None:
         if region.used == 0 and region.reserved == 0 and region in self._regions:
+            try:
+                self.kernel.unmap(region.base, region.length)
+            except SecureMemoryError:
+                return  # still mapped, still listed: release_reserve() retries it
             self._regions.remove(region)
-            self.kernel.unmap(region.base, region.length)
 
     # -- reserve and stats --------------------------------------------------
 
@@ -430,8 +447,10 @@ class Arena:
             try:
                 if self._pending:
                     self._drain_pending()
-                while self._reserve:
-                    self._evict(next(iter(self._reserve)))
+                for page in list(self._reserve):
+                    self._evict(page)
+                for region in list(self._regions):
+                    self._unmap_if_empty(region)
             finally:
                 self._busy = False
 

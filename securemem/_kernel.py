@@ -16,6 +16,7 @@ from securemem import _procfs
 from securemem._errors import (
     AllocationError,
     KernelError,
+    SecureMemoryError,
     errno_name,
     memory_lock_error,
 )
@@ -77,9 +78,20 @@ class Kernel(Protocol):
         """Bytes this process has locked in total, where the system tells."""
 
 
-def _raise_os_error(call: str, length: int) -> None:
-    number = ffi.errno
-    raise KernelError(number, f"{call} of {length} bytes failed: {errno_name(number)}")
+def kernel_failure(call: str, number: int, length: int, kernel: Kernel) -> SecureMemoryError:
+    """The securemem exception for a system call that failed with errno ``number``.
+
+    The one place errno becomes an exception, shared by every kernel (native,
+    simulated, fault-injecting) so that each raises exactly the same errors.
+    """
+    if call == "mlock":
+        return memory_lock_error(number, length, kernel.locked_bytes(), kernel.memlock_limit())
+    if call == "mmap":
+        return AllocationError(
+            f"could not map {length} bytes of memory: {errno_name(number)}. "
+            "The system is out of address space or memory; free secrets or ask for less."
+        )
+    return KernelError(number, f"{call} of {length} bytes failed: {errno_name(number)}")
 
 
 class NativeKernel:
@@ -93,38 +105,33 @@ class NativeKernel:
     def map(self, length: int) -> int:
         pointer = lib.sm_map(length)
         if pointer == ffi.NULL:
-            number = ffi.errno
-            raise AllocationError(
-                f"could not map {length} bytes of memory: {errno_name(number)}. "
-                "The system is out of address space or memory; free secrets or "
-                "ask for less."
-            )
+            raise kernel_failure("mmap", ffi.errno, length, self)
         return int(ffi.cast("uintptr_t", pointer))
 
     def unmap(self, address: int, length: int) -> None:
         if lib.sm_unmap(ffi.cast("void *", address), length) != 0:
-            _raise_os_error("munmap", length)
+            raise kernel_failure("munmap", ffi.errno, length, self)
 
     def lock(self, address: int, length: int) -> None:
         if lib.sm_lock(ffi.cast("void *", address), length) != 0:
-            raise memory_lock_error(ffi.errno, length, self.locked_bytes(), self.memlock_limit())
+            raise kernel_failure("mlock", ffi.errno, length, self)
 
     def unlock(self, address: int, length: int) -> None:
         if lib.sm_unlock(ffi.cast("void *", address), length) != 0:
-            _raise_os_error("munlock", length)
+            raise kernel_failure("munlock", ffi.errno, length, self)
 
     def advise(self, address: int, length: int, advice: Advice) -> bool:
         if lib.sm_advise(ffi.cast("void *", address), length, _ADVICE_CODES[advice]) != 0:
             number = ffi.errno
             if number in (38, 22):  # ENOSYS, EINVAL: the kernel has no such advice
                 return False
-            raise KernelError(number, f"madvise({advice}) failed: {errno_name(number)}")
+            raise kernel_failure(f"madvise({advice})", number, length, self)
         return True
 
     def protect(self, address: int, length: int, protection: Protection) -> None:
         code = _PROTECTION_CODES[protection]
         if lib.sm_protect(ffi.cast("void *", address), length, code) != 0:
-            _raise_os_error(f"mprotect({protection})", length)
+            raise kernel_failure(f"mprotect({protection})", ffi.errno, length, self)
 
     def wipe(self, address: int, length: int) -> None:
         lib.sm_wipe(ffi.cast("void *", address), length)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from securemem._errors import SecureMemoryError
 from securemem._kernel import Kernel
 
 
@@ -62,14 +63,19 @@ class PageLocks:
         for page in pages:
             counts[page] = counts.get(page, 0) + 1
 
-    def release(self, address: int, length: int) -> None:
-        """Remove one holder from every page of the range, unlocking pages left with none."""
-        self.release_pages(self._pages(address, length))
+    def release(self, address: int, length: int) -> list[int]:
+        """Remove one holder from every page of the range, unlocking pages left with none.
 
-    def release_pages(self, pages: Iterable[int]) -> None:
+        Returns the pages the kernel refused to unlock (see :meth:`release_pages`).
+        """
+        return self.release_pages(self._pages(address, length))
+
+    def release_pages(self, pages: Iterable[int]) -> list[int]:
         """Remove one holder from each page (ascending page addresses).
 
         Pages left with no holder are unlocked, contiguous ones in one call.
+        Returns the pages the kernel refused to unlock: they keep one holder
+        (they are still locked) and the caller decides who holds them.
         """
         counts = self._counts
         pages = list(pages)
@@ -84,14 +90,15 @@ class PageLocks:
             else:
                 del counts[page]
                 emptied.append(page)
-        failure: BaseException | None = None
+        still_locked: list[int] = []
         for start, size in _runs(emptied, self._page_size):
             try:
                 self._kernel.unlock(start, size)
-            except Exception as error:  # keep unlocking the rest; report the first
-                failure = failure or error
-        if failure is not None:
-            raise failure
+            except SecureMemoryError:
+                stuck = range(start, start + size, self._page_size)
+                counts.update(dict.fromkeys(stuck, 1))
+                still_locked.extend(stuck)
+        return still_locked
 
     def count(self, page: int) -> int:
         """Holders of the page that contains ``page``."""

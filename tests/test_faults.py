@@ -1,0 +1,115 @@
+"""Systematic fault injection through the kernel seam (issue 8).
+
+For each scenario, every call the arena makes to the kernel is failed in turn
+(the k-th mmap, mlock, munlock, ..., for every k) with each errno its manual
+lists. After each run: the user saw a securemem error or the documented
+fallback, every stored secret is intact, the arena's lock counts match the
+pages the real kernel reports locked, and once everything is closed nothing
+stays mapped or locked. The figures land in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from securemem import Arena, SecureBytes, SecureMemoryError
+from tests.conftest import assert_locks_match_kernel
+from tests.faultkernel import MANUAL_ERRNOS, FaultInjectingKernel
+
+Scenario = Callable[[Arena, list[tuple[SecureBytes, bytes]]], None]
+SIZES = [64] * 70 + [3000] * 3 + [20_000, 40_000, 300_000] + [16] * 10
+
+
+def _store(arena: Arena, stored: list[tuple[SecureBytes, bytes]], size: int) -> None:
+    pattern = (len(stored).to_bytes(4, "little") * (size // 4 + 1))[:size]
+    try:
+        secret = SecureBytes(pattern, arena=arena)
+    except SecureMemoryError:
+        return  # a clear error to the user; the scenario carries on as a user would
+    stored.append((secret, pattern))
+
+
+def grow(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
+    for size in SIZES:
+        _store(arena, stored, size)
+
+
+def shrink(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
+    grow(arena, stored)
+    for secret, _ in stored[1::2] + stored[::4]:
+        secret.close()
+    arena.release_reserve()
+
+
+def churn(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
+    for round_ in range(3):
+        for size in SIZES[round_::3]:
+            _store(arena, stored, size)
+        for secret, _ in stored[round_::2]:
+            secret.close()
+
+
+SCENARIOS: dict[str, Scenario] = {"grow": grow, "shrink": shrink, "churn": churn}
+
+
+def _calls_made(scenario: Scenario) -> Counter[str]:
+    kernel = FaultInjectingKernel()
+    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2)
+    stored: list[tuple[SecureBytes, bytes]] = []
+    scenario(arena, stored)
+    for secret, _ in stored:
+        secret.close()
+    arena.release_reserve()
+    return kernel.calls
+
+
+def _cases() -> list[tuple[str, str, int, int]]:
+    cases = []
+    for name, scenario in SCENARIOS.items():
+        for call, count in sorted(_calls_made(scenario).items()):
+            for k in range(1, count + 1):
+                for number in MANUAL_ERRNOS[call]:
+                    cases.append((name, call, k, number))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_fault_sweep_covers_every_call_the_scenarios_make() -> None:
+    calls = {call for _, call, _, _ in CASES}
+    assert {"mmap", "munmap", "mlock", "munlock", "madvise", "mprotect"} <= calls
+
+
+@pytest.mark.parametrize(("scenario", "call", "k", "number"), CASES)
+def test_fault_leaves_arena_consistent(scenario: str, call: str, k: int, number: int) -> None:
+    kernel = FaultInjectingKernel(call, k, number)
+    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2)
+    stored: list[tuple[SecureBytes, bytes]] = []
+    with contextlib.suppress(SecureMemoryError):  # a clear error reached the user: allowed
+        SCENARIOS[scenario](arena, stored)
+    # every secret still open holds what was stored in it
+    for secret, pattern in stored:
+        if not secret.closed:
+            assert secret == pattern
+    # the arena's counts agree with the real kernel, and its regions are really mapped
+    assert_locks_match_kernel(arena)
+    assert dict(arena.mapped_ranges()) == kernel.mapped
+    # the next operation works
+    with SecureBytes(b"after the fault", arena=arena) as after:
+        assert after == b"after the fault"
+    # and once everything is closed, nothing stays locked or mapped. Release
+    # never raises: a refused munlock/munmap is kept and retried, so a second
+    # release_reserve() (the retry point) must finish the job.
+    for secret, _ in stored:
+        secret.close()
+    arena.release_reserve()
+    assert_locks_match_kernel(arena)
+    arena.release_reserve()
+    assert kernel.injected, "the sweep must reach the k-th call"
+    assert arena.locked_pages() == {}
+    assert arena.mapped_ranges() == [] and kernel.mapped == {}
