@@ -1,0 +1,1 @@
+"""Fuzzing securemem's public API (outside the package; see fuzz/README.md)."""
