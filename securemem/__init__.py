@@ -16,6 +16,9 @@ from securemem._errors import (
     SecureBytesClosedError,
     SecureMemoryError,
 )
+from securemem._hardening import disable_core_dumps
+from securemem._lockmemory import LockedMemory, lock_memory
+from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
 from securemem._securebytes import SecureBytes
 
 __all__ = [
@@ -23,11 +26,17 @@ __all__ = [
     "Arena",
     "ArenaStats",
     "CanaryError",
+    "GetPassWarning",
+    "InsecureFileWarning",
     "KernelError",
+    "LockedMemory",
     "MemoryLockError",
     "SecureBytes",
     "SecureBytesClosedError",
     "SecureMemoryError",
+    "disable_core_dumps",
+    "getpass",
+    "lock_memory",
     "stats",
 ]
 

@@ -25,18 +25,24 @@ the middle of another change.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import warnings
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
+from securemem import _fork, _lockmemory
 from securemem._errors import AllocationError, MemoryLockError, SecureMemoryError
 from securemem._kernel import Kernel, NativeKernel, physical_memory
+from securemem._native import lib
 from securemem._pagelocks import PageLocks
+from securemem._prefetch import Prefetcher
 
 LockFailurePolicy = Literal["raise", "warn", "allow"]
+Backend = Literal["anonymous", "secretmem"]
 
 SIZE_CLASSES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 _LARGEST_CLASS = SIZE_CLASSES[-1]
@@ -93,6 +99,14 @@ class _Run:
 Owner = _Slab | _Run
 
 
+class Holder(Protocol):
+    """What the fast paths hand a slot to (SecureBytes): owner, address and size."""
+
+    _owner: Any
+    _address: int
+    _size: int
+
+
 @dataclass(frozen=True)
 class ArenaStats:
     """A snapshot of an arena. Locked is reported apart from used and mapped."""
@@ -128,6 +142,12 @@ class Arena:
     ``"raise"`` a :class:`MemoryLockError` (default), ``"warn"`` once and keep
     the secret in unlocked memory, or ``"allow"`` silently; stats report what is
     unlocked either way.
+    ``backend="secretmem"`` (Linux 5.14+) maps regions from memfd_secret, out of
+    the kernel's own view (see ``_secretmem``): the kernel locks and charges
+    whole regions at map time, so keep ``region_pages`` small under a small
+    limit, and a refused region raises :class:`MemoryLockError` whatever the
+    policy. It raises :class:`KernelError` naming the kernel requirement where
+    memfd_secret is missing.
     """
 
     def __init__(
@@ -137,6 +157,8 @@ class Arena:
         region_pages: int = 64,
         reserve_pages: int = 4,
         on_lock_failure: LockFailurePolicy = "raise",
+        backend: Backend = "anonymous",
+        prefetch: bool = False,
     ) -> None:
         if region_pages < 1:
             raise ValueError(f"region_pages must be at least 1, got {region_pages}")
@@ -146,12 +168,32 @@ class Arena:
             raise ValueError(
                 f"on_lock_failure must be 'raise', 'warn' or 'allow', got {on_lock_failure!r}"
             )
+        if backend not in ("anonymous", "secretmem"):
+            raise ValueError(f"backend must be 'anonymous' or 'secretmem', got {backend!r}")
+        if backend == "secretmem":
+            if kernel is not None:
+                raise ValueError("give either kernel= or backend='secretmem', not both")
+            from securemem._secretmem import SecretMemKernel
+
+            kernel = SecretMemKernel()
+        self.backend: Backend = backend
         self.kernel: Kernel = kernel if kernel is not None else NativeKernel()
         self.page_size = self.kernel.page_size
         self.region_pages = region_pages
         self.reserve_pages = reserve_pages
         self.on_lock_failure: LockFailurePolicy = on_lock_failure
+        self._warned = False
+        self._physical = physical_memory()
+        self._reset_state()
+        _fork.track(self)
+        # Locks the next region in the background (see _prefetch for why it is off by default).
+        self.prefetcher = Prefetcher(self.kernel, region_pages + 2) if prefetch else None
+        _lockmemory.register_arena(self)  # lock_memory() refuses this arena's pages
+
+    def _reset_state(self) -> None:
+        """Empty bookkeeping: at construction, and in a forked child (see ``_fork``)."""
         self._page_locks = PageLocks(self.kernel)
+        self._prefetched: set[int] = set()  # free pages a prefetched region brought in locked
         self._lock = threading.RLock()
         self._busy = False  # this arena is mid-change (re-entrant calls must queue)
         self._regions: list[_Region] = []
@@ -160,13 +202,14 @@ class Arena:
         # for a bare page. Evicting the oldest keeps what a loop just used.
         self._reserve: dict[int, _Slab | None] = {}
         self._unlocked_pages: set[int] = set()  # pages in use that the kernel refused to lock
-        self._warned = False
+        self._fork_wipe_needed = False  # a region lacks wipe-on-fork: a child must wipe it
+        # Guarded secrets (``_guarded``) have mappings of their own, counted here for stats.
+        self._guarded_mapped = self._guarded_locked = self._guarded_unlocked = 0
         self._pending: deque[tuple[Owner, int]] = deque()
         # id(weakref to a view exporter) -> (that weakref, owner, address)
         self._awaiting: dict[int, tuple[weakref.ref[object], Owner, int]] = {}
         self._live = 0
         self._in_use = 0
-        self._physical = physical_memory()
 
     # -- allocation ---------------------------------------------------------
 
@@ -236,12 +279,18 @@ class Arena:
         region.states[index : index + count] = bytes([_USED]) * count
         region.used += count
         region.reserved -= from_reserve
+        if self.prefetcher is not None:
+            self.prefetcher.consider(len(self._prefetched))
         return region, address
 
     def _pages(self, address: int, count: int) -> range:
         return range(address, address + count * self.page_size, self.page_size)
 
     def _map_region(self, pages: int) -> _Region:
+        if self.prefetcher is not None and pages == self.prefetcher.pages:
+            prepared = self.prefetcher.take()  # never a region whose lock is pending
+            if prepared is not None:
+                return self._adopt_prefetched(prepared, pages)
         kernel = self.kernel
         size = self.page_size
         length = pages * size
@@ -252,7 +301,8 @@ class Arena:
             kernel.protect(base, size, "noaccess")
             kernel.protect(base + length - size, size, "noaccess")
             kernel.advise(base, length, "dontdump")
-            kernel.advise(base, length, "wipeonfork")
+            if not kernel.advise(base, length, "wipeonfork"):
+                self._fork_wipe_needed = True
         except BaseException:
             kernel.unmap(base, length)
             raise
@@ -279,6 +329,10 @@ class Arena:
                 del self._reserve[page]
                 self._page_locks.release(page, self.page_size)
                 from_reserve += 1
+            elif page in self._prefetched:  # locked ahead: the owner's hold replaces it
+                self._prefetched.discard(page)
+                self._page_locks.release(page, self.page_size)
+                from_reserve += 1
         return from_reserve
 
     def _hold_unlocked(self, address: int, count: int) -> int:
@@ -288,8 +342,16 @@ class Arena:
             if page in self._reserve:  # still locked by the reserve: it just changes owner
                 del self._reserve[page]
                 from_reserve += 1
+            elif page in self._prefetched:  # likewise for a page locked ahead
+                self._prefetched.discard(page)
+                from_reserve += 1
             else:
                 self._unlocked_pages.add(page)
+        self._lock_failed()
+        return from_reserve
+
+    def _lock_failed(self) -> None:
+        """Policy ``warn``: one warning per arena, pointing at the user's line, never a flood."""
         if self.on_lock_failure == "warn" and not self._warned:
             self._warned = True
             warnings.warn(
@@ -298,9 +360,79 @@ class Arena:
                 "securemem.stats().unlocked_bytes shows how much. Raise the limit "
                 "(`ulimit -l`) or use on_lock_failure='raise'.",
                 RuntimeWarning,
-                stacklevel=5,
+                stacklevel=_caller_stacklevel(),
             )
-        return from_reserve
+
+    # -- the fast paths, safe against KeyboardInterrupt -----------------------
+    #
+    # Python runs signal handlers (KeyboardInterrupt) only at checkpoints:
+    # function entry, backward jumps, and right after a call. The fast paths
+    # below first decide (calls allowed), then change state with subscripts,
+    # arithmetic and attribute stores only, handing the result straight to the
+    # holder, so an interrupt lands before anything changed or after all of it.
+    # ``_busy`` is set around the changes so that a garbage collection they
+    # trigger queues its frees instead of re-entering. Everything else goes to
+    # the general path with signals deferred (``_native.sm_defer_signals``).
+
+    def allocate_into(self, holder: Holder, size: int) -> None:
+        """Allocate ``size`` bytes and set ``holder._owner`` and ``holder._address``."""
+        if size <= _LARGEST_CLASS:
+            with self._lock:
+                partial = self._partial[_CLASS_OF_SIZE[size]]
+                if partial and not self._busy and not self._pending:
+                    slab = partial[-1]
+                    free = slab.free
+                    self._busy = True
+                    address = free[-1]
+                    del free[-1]
+                    if not free:
+                        del partial[-1]
+                        slab.listed = False
+                    if not slab.live:  # an empty slab kept in the reserve comes back
+                        del self._reserve[slab.page]
+                    slab.live += 1
+                    self._live += 1
+                    self._in_use += size
+                    holder._owner = slab
+                    holder._address = address
+                    self._busy = False
+                    return
+        try:
+            lib.sm_defer_signals()
+            holder._owner, holder._address = self.allocate(size)
+        finally:
+            lib.sm_restore_signals()
+
+    def release_from(self, holder: Holder) -> None:
+        """Release the (already wiped) slot of ``holder`` and set ``holder._owner`` to None."""
+        owner = holder._owner
+        if owner is None:
+            return
+        if type(owner) is _Slab:
+            with self._lock:
+                free = owner.free
+                slots = len(free)
+                keep = owner.live > 1 or (
+                    len(self._reserve) < self.reserve_pages
+                    and owner.page not in self._unlocked_pages  # never reserve an unlocked page
+                )
+                if keep and owner.listed and not self._busy and not self._pending:
+                    self._busy = True
+                    if owner.live == 1:  # it empties: keep it, locked, in the reserve
+                        self._reserve[owner.page] = owner
+                    owner.live -= 1
+                    self._live -= 1
+                    self._in_use -= holder._size
+                    holder._owner = None
+                    free[slots:] = (holder._address,)
+                    self._busy = False
+                    return
+        try:
+            lib.sm_defer_signals()
+            self.free(owner, holder._address, holder._size)
+            holder._owner = None
+        finally:
+            lib.sm_restore_signals()
 
     # -- release ------------------------------------------------------------
 
@@ -322,16 +454,18 @@ class Arena:
             finally:
                 self._busy = False
 
-    def free_after_views(self, exporter: object, owner: Owner, address: int, size: int) -> None:
-        """Release a wiped slot once ``exporter`` (and every view of it) is gone.
+    def release_after_views(self, holder: Holder, exporter: object) -> None:
+        """Release the wiped slot of ``holder`` once ``exporter`` (and every view of it) is gone.
 
         Until then the slot is not reused, so a stale view reads zeros and never
-        another secret.
+        another secret. Clears ``holder._owner`` in the same uninterruptible step.
         """
+        reference = weakref.ref(exporter, self._exporter_gone)
+        key, entry = id(reference), (reference, holder._owner, holder._address)
         with self._lock:
-            self._in_use -= size
-            reference = weakref.ref(exporter, self._exporter_gone)
-            self._awaiting[id(reference)] = (reference, owner, address)
+            self._in_use -= holder._size
+            self._awaiting[key] = entry
+            holder._owner = None
 
     def _exporter_gone(self, reference: weakref.ref[object]) -> None:
         # Runs whenever the last view dies, on any thread, maybe mid-change:
@@ -447,12 +581,34 @@ class Arena:
             try:
                 if self._pending:
                     self._drain_pending()
+                self._release_prefetched()
                 for page in list(self._reserve):
                     self._evict(page)
                 for region in list(self._regions):
                     self._unmap_if_empty(region)
             finally:
                 self._busy = False
+
+    def _adopt_prefetched(self, base: int, pages: int) -> _Region:
+        """A region the prefetcher mapped, guarded and locked: its usable pages come in held."""
+        region = _Region(base, pages * self.page_size, pages)
+        usable = self._pages(base + self.page_size, pages - 2)
+        self._page_locks.adopt(usable.start, len(usable) * self.page_size)
+        self._prefetched.update(usable)
+        region.reserved += len(usable)
+        self._regions.append(region)
+        return region
+
+    def _release_prefetched(self) -> None:
+        """Unlock pages locked ahead and not used, and any region still being prepared."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+        pages = sorted(self._prefetched)
+        self._prefetched.clear()
+        for page in pages:
+            self._region_of(page).reserved -= 1
+        for page in self._page_locks.release_pages(pages):  # refused: the reserve keeps it
+            self._keep_stuck(self._region_of(page), [page])
 
     def _region_of(self, address: int) -> _Region:
         for region in self._regions:
@@ -470,14 +626,16 @@ class Arena:
                 finally:
                     self._busy = False
             return ArenaStats(
-                locked_bytes=self._page_locks.locked_bytes,
-                mapped_bytes=sum(region.length for region in self._regions),
+                locked_bytes=self._page_locks.locked_bytes + self._guarded_locked,
+                mapped_bytes=sum(region.length for region in self._regions)
+                + self._guarded_mapped,
                 in_use_bytes=self._in_use,
                 allocations=self._live,
                 regions=len(self._regions),
                 memlock_limit=self.kernel.memlock_limit(),
-                reserve_bytes=len(self._reserve) * self.page_size,
-                unlocked_bytes=len(self._unlocked_pages) * self.page_size,
+                reserve_bytes=(len(self._reserve) + len(self._prefetched)) * self.page_size,
+                unlocked_bytes=len(self._unlocked_pages) * self.page_size
+                + self._guarded_unlocked,
                 awaiting_views=len(self._awaiting),
             )
 
@@ -490,6 +648,17 @@ class Arena:
         """{page address: holders} for every page this arena keeps locked."""
         with self._lock:
             return self._page_locks.locked_pages()
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside securemem."""
+    package = os.path.dirname(__file__)
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == package:
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 _default: Arena | None = None

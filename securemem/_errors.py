@@ -86,11 +86,21 @@ def memory_lock_error(
             "to lock memory (CAP_IPC_LOCK on Linux, superuser on QNX) or raise "
             "RLIMIT_MEMLOCK above zero."
         )
+    elif limit is None:
+        # No limit applies, so raising one cannot help: the kernel itself could not pin
+        # more pages (short of free RAM, a cgroup memory limit, FreeBSD's vm.max_wired).
+        parts.append(
+            "The limit did not stop this: the system could not pin more memory (it is "
+            "short of free RAM, or a cgroup or system-wide wired-memory limit applies). "
+            "Close secrets you no longer need, or free memory on the machine."
+        )
     else:
         parts.append(
             "Close secrets you no longer need, or raise the limit: `ulimit -l <KiB>` "
             "in the shell, LimitMEMLOCK= in a systemd unit, "
-            "`docker run --ulimit memlock=<bytes>`, or the container's securityContext "
-            "on Kubernetes. `python -m securemem doctor` shows how many secrets fit."
+            "`docker run --ulimit memlock=<bytes>`, or on Kubernetes the container "
+            "runtime's limit or the IPC_LOCK capability in the securityContext. "
+            "`python -m securemem doctor` shows how many secrets fit; the documentation's "
+            "tuning page explains each setting."
         )
     return MemoryLockError(number, " ".join(parts))

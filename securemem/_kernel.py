@@ -9,6 +9,7 @@ the same interface with the rules of other systems.
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Literal, Protocol, runtime_checkable
 
@@ -36,6 +37,7 @@ _PROTECTION_CODES: dict[str, int] = {
     "readwrite": lib.SM_PROT_READWRITE,
 }
 _UNLIMITED = 2**64 - 1
+_EINPROGRESS = errno.EINPROGRESS
 
 
 @runtime_checkable
@@ -76,6 +78,37 @@ class Kernel(Protocol):
 
     def locked_bytes(self) -> int | None:
         """Bytes this process has locked in total, where the system tells."""
+
+
+@runtime_checkable
+class AsyncLockKernel(Kernel, Protocol):
+    """A kernel that can also queue a lock and report on it later (FreeBSD aio_mlock).
+
+    Optional: the prefetcher uses it where :func:`supports_async_lock` says so,
+    and a background thread elsewhere. The range and the request must stay
+    untouched until the request is done (aio_mlock(2)).
+    """
+
+    @property
+    def async_lock(self) -> bool:
+        """True when :meth:`lock_async_start` works on this system."""
+
+    def lock_async_start(self, address: int, length: int) -> object:
+        """Queue a lock; return a request. KernelError EAGAIN: not queued, lock synchronously."""
+
+    def lock_async_poll(self, request: object) -> int:
+        """EINPROGRESS while queued, then 0 (locked) or the errno it failed with."""
+
+    def lock_async_finish(self, request: object) -> None:
+        """Collect a request that is no longer in progress; raise MemoryLockError if it failed."""
+
+    def lock_async_cancel(self, request: object) -> bool:
+        """Ask the kernel to drop a queued request: False if it is running and must be awaited."""
+
+
+def supports_async_lock(kernel: Kernel) -> bool:
+    """Whether ``kernel`` can queue locks (FreeBSD aio_mlock, or a simulation of it)."""
+    return isinstance(kernel, AsyncLockKernel) and bool(kernel.async_lock)
 
 
 def kernel_failure(call: str, number: int, length: int, kernel: Kernel) -> SecureMemoryError:
@@ -134,13 +167,38 @@ class NativeKernel:
             raise kernel_failure(f"mprotect({protection})", ffi.errno, length, self)
 
     def wipe(self, address: int, length: int) -> None:
-        lib.sm_wipe(ffi.cast("void *", address), length)
+        lib.sm_wipe_at(address, length)
 
     def memlock_limit(self) -> int | None:
         return memlock_limits()[0]
 
     def locked_bytes(self) -> int | None:
         return _procfs.process_locked_bytes()
+
+    # aio_mlock(2): FreeBSD only; the shims fail with ENOSYS elsewhere.
+    async_lock = bool(lib.HAVE_AIO_MLOCK)
+
+    def lock_async_start(self, address: int, length: int) -> object:
+        error = ffi.new("int *")
+        request = lib.sm_aio_lock_start(ffi.cast("void *", address), length, error)
+        if request == ffi.NULL:
+            raise kernel_failure("aio_mlock", error[0], length, self)
+        return request
+
+    def lock_async_poll(self, request: object) -> int:
+        return int(lib.sm_aio_lock_poll(request))
+
+    def lock_async_finish(self, request: object) -> None:
+        # The shim frees the iocb once the request is done: call it exactly once.
+        number = int(lib.sm_aio_lock_finish(request))
+        if number == _EINPROGRESS:
+            raise KernelError(number, "aio_mlock request collected while still in progress")
+        if number:
+            raise kernel_failure("mlock", number, 0, self)
+
+    def lock_async_cancel(self, request: object) -> bool:
+        result = int(lib.sm_aio_lock_cancel(request))
+        return result in (0, 2)  # cancelled, or already done; 1: still running
 
 
 def memlock_limits() -> tuple[int | None, int | None]:

@@ -46,8 +46,13 @@ ffibuilder.cdef(
     int sm_set_memlock_limit(uint64_t soft, uint64_t hard);
     int sm_disable_core_dumps(void);
     int sm_core_dumps_disabled(void);
+    int sm_dumpable(void);
+    void *sm_map_zero_at(void *address, size_t length);
     int sm_random(void *buffer, size_t length);
+    int sm_defer_signals(void);
+    void sm_restore_signals(void);
     void sm_wipe(void *address, size_t length);
+    void sm_wipe_at(uintptr_t address, size_t length);
     int sm_equal(const void *a, const void *b, size_t length);
     int sm_is_zero(const void *address, size_t length);
 
@@ -62,6 +67,8 @@ ffibuilder.cdef(
 _C_SOURCE = r"""
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +82,7 @@ _C_SOURCE = r"""
 #endif
 #if defined(__FreeBSD__)
 #include <aio.h>
+#include <strings.h> /* explicit_bzero is declared here on FreeBSD */
 #include <sys/random.h>
 #endif
 #if defined(__OpenBSD__) || defined(__APPLE__)
@@ -190,6 +198,22 @@ static void *sm_map_secret(size_t length) {
 }
 
 static int sm_unmap(void *address, size_t length) { return munmap(address, length); }
+
+/* Zero pages at a fixed address that must be unmapped (a forked child puts them
+   where the parent's memfd_secret regions were not inherited, so stale views
+   read zeros). Never replaces a mapping: MAP_FIXED_NOREPLACE, else a hint that
+   is checked. */
+static void *sm_map_zero_at(void *address, size_t length) {
+#ifdef MAP_FIXED_NOREPLACE
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+#else
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#endif
+    void *p = mmap(address, length, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    if (p != address) { munmap(p, length); errno = EEXIST; return NULL; }
+    return p;
+}
 static int sm_lock(void *address, size_t length) { return mlock(address, length); }
 static int sm_unlock(void *address, size_t length) { return munlock(address, length); }
 
@@ -270,6 +294,15 @@ static int sm_disable_core_dumps(void) {
     return 0;
 }
 
+/* PR_GET_DUMPABLE: 1 dumpable, 0 not, -1 unknown (not Linux). */
+static int sm_dumpable(void) {
+#if HAVE_PR_SET_DUMPABLE
+    return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) > 0 ? 1 : 0;
+#else
+    return -1;
+#endif
+}
+
 static int sm_core_dumps_disabled(void) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_CORE, &rl) != 0) return -1;
@@ -298,6 +331,32 @@ static int sm_random(void *buffer, size_t length) {
     return 0;
 }
 
+/* Defer asynchronous signals for this thread while the arena changes state in
+   several steps: Python runs a signal handler (KeyboardInterrupt) between
+   bytecodes, and one landing half way would leave the arena inconsistent. The
+   signal stays pending and is delivered at sm_restore_signals. Nests per
+   thread; a restore without a matching defer does nothing. Faults raised by
+   the CPU itself (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) are never held. */
+static __thread int sm_deferral_depth = 0;
+static __thread sigset_t sm_deferral_saved;
+
+static int sm_defer_signals(void) {
+    if (sm_deferral_depth++ > 0) return 0;
+    sigset_t held;
+    sigfillset(&held);
+    sigdelset(&held, SIGSEGV);
+    sigdelset(&held, SIGBUS);
+    sigdelset(&held, SIGFPE);
+    sigdelset(&held, SIGILL);
+    sigdelset(&held, SIGTRAP);
+    return pthread_sigmask(SIG_BLOCK, &held, &sm_deferral_saved);
+}
+
+static void sm_restore_signals(void) {
+    if (sm_deferral_depth > 0 && --sm_deferral_depth == 0)
+        pthread_sigmask(SIG_SETMASK, &sm_deferral_saved, NULL);
+}
+
 /* A wipe the optimiser may not drop: explicit_bzero where it exists, else a
    memset followed by a compiler barrier that claims to read the memory. */
 static void sm_wipe(void *address, size_t length) {
@@ -307,6 +366,12 @@ static void sm_wipe(void *address, size_t length) {
     memset(address, 0, length);
     __asm__ __volatile__("" : : "r"(address) : "memory");
 #endif
+}
+
+/* The same wipe for an address held as a Python int: no pointer object to build
+   on the release path. */
+static void sm_wipe_at(uintptr_t address, size_t length) {
+    sm_wipe((void *)address, length);
 }
 
 /* Constant time in the length: no early exit on the first difference. */
@@ -337,24 +402,41 @@ static void *sm_aio_lock_start(void *address, size_t length, int *error) {
     *error = 0;
     return cb;
 }
-static int sm_aio_lock_poll(void *request) { return aio_error((struct aiocb *)request); }
+/* aio_error(2): EINPROGRESS, 0, or the mlock(2) errno (ECANCELED if cancelled). */
+static int sm_aio_lock_poll(void *request) {
+    int result = aio_error((struct aiocb *)request);
+    return result == -1 ? errno : result;
+}
+/* Collect a finished request exactly once: aio_return(2) releases the kernel's
+   copy, then the iocb is freed. Returns 0 or the errno the lock failed with;
+   EINPROGRESS (and nothing freed) when it is still running. */
 static int sm_aio_lock_finish(void *request) {
     struct aiocb *cb = (struct aiocb *)request;
-    int result = (int)aio_return(cb);
-    int saved = errno;
+    int result = aio_error(cb);
+    if (result == -1) result = errno;
+    if (result == EINPROGRESS) return EINPROGRESS;
+    (void)aio_return(cb);
     free(cb);
-    errno = saved;
     return result;
 }
+/* FreeBSD's aio_cancel(2) looks the descriptor up first (EBADF for -1) and
+   matches queued jobs by aio_fildes: a zeroed iocb names fd 0, so ask with that.
+   0 cancelled, 1 still running (must be awaited), 2 already done, -1 error
+   (errno, e.g. fd 0 closed): callers then wait for it, which is always safe. */
 static int sm_aio_lock_cancel(void *request) {
-    return aio_cancel(-1, (struct aiocb *)request);
+    struct aiocb *cb = (struct aiocb *)request;
+    int result = aio_cancel(cb->aio_fildes, cb);
+    if (result == AIO_CANCELED) return 0;
+    if (result == AIO_NOTCANCELED) return 1;
+    if (result == AIO_ALLDONE) return 2;
+    return -1;
 }
 #else
 static void *sm_aio_lock_start(void *address, size_t length, int *error) {
     (void)address; (void)length; *error = ENOSYS; return NULL;
 }
 static int sm_aio_lock_poll(void *request) { (void)request; return ENOSYS; }
-static int sm_aio_lock_finish(void *request) { (void)request; errno = ENOSYS; return -1; }
+static int sm_aio_lock_finish(void *request) { (void)request; return ENOSYS; }
 static int sm_aio_lock_cancel(void *request) { (void)request; errno = ENOSYS; return -1; }
 #endif
 """

@@ -63,6 +63,16 @@ class PageLocks:
         for page in pages:
             counts[page] = counts.get(page, 0) + 1
 
+    def adopt(self, address: int, length: int) -> None:
+        """Count one holder on pages someone already locked (the prefetcher), without a call.
+
+        The pages must have had no holder: their lock is the 0 -> 1 edge, done ahead.
+        """
+        pages = self._pages(address, length)
+        if any(page in self._counts for page in pages):
+            raise RuntimeError("adopted pages already have holders: their lock would be doubled")
+        self._counts.update(dict.fromkeys(pages, 1))
+
     def release(self, address: int, length: int) -> list[int]:
         """Remove one holder from every page of the range, unlocking pages left with none.
 

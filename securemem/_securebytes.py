@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import sys
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, SupportsIndex
 
+from securemem import _fork
 from securemem._arena import Arena, Owner, default_arena
-from securemem._errors import SecureBytesClosedError
+from securemem._errors import CanaryError, SecureBytesClosedError
+from securemem._guarded import Guarded
+from securemem._kernel import Protection
 from securemem._native import ffi, lib
 
 Buffer = Any  # any object with the buffer protocol (bytes, bytearray, memoryview, ...)
@@ -40,12 +44,31 @@ class SecureBytes:
     state, ``hash`` and ``pickle`` refuse, comparison is constant-time. To read
     or write it, use indexing, slicing (a slice is a new SecureBytes), or
     :meth:`view` for a memoryview over the locked bytes.
+
+    ``guarded=True`` gives the secret pages of its own between PROT_NONE guard
+    pages, right-aligned so one byte past the end faults, with a canary in
+    front checked on release; only such a secret can :meth:`protect` its pages.
+    It costs a locked page and three pages of address space: keep it for a few
+    high-value keys (slices and copies of it are ordinary packed secrets).
+    In a forked child, every SecureBytes of the parent reports itself closed.
     """
 
-    __slots__ = ("__weakref__", "_address", "_arena", "_exporter", "_owner", "_size")
+    __slots__ = (
+        "__weakref__",
+        "_address",
+        "_arena",
+        "_exporter",
+        "_generation",
+        "_owner",
+        "_size",
+    )
 
     def __init__(
-        self, size_or_buffer: SupportsIndex | Buffer, *, arena: Arena | None = None
+        self,
+        size_or_buffer: SupportsIndex | Buffer,
+        *,
+        arena: Arena | None = None,
+        guarded: bool = False,
     ) -> None:
         source: memoryview | None = None
         if isinstance(size_or_buffer, int) and not isinstance(size_or_buffer, bool):
@@ -72,22 +95,52 @@ class SecureBytes:
                 size = source.nbytes
         if size < 0:
             raise ValueError(f"SecureBytes size cannot be negative, got {size}")
-        self._owner: Owner | None = None  # set last: __del__ may run on a half-built object
+        self._owner: Owner | Guarded | None = None  # set last: __del__ may see a half-built one
+        self._generation = _fork.generation
         self._exporter: weakref.ref[object] | None = None
         self._size = size
         self._arena = arena_ = arena if arena is not None else default_arena()
-        self._owner, self._address = arena_.allocate(size)
+        if guarded:
+            # A mapping of its own, between guard pages, with a canary (see _guarded).
+            owner = Guarded(arena_, size)
+            self._owner, self._address = owner, owner.address
+        else:
+            arena_.allocate_into(self, size)  # sets _owner and _address in one safe step
         if source is not None and size:
             self._fill_from(source)
 
     @classmethod
-    def random(cls, size: int, *, arena: Arena | None = None) -> SecureBytes:
+    def random(
+        cls, size: int, *, arena: Arena | None = None, guarded: bool = False
+    ) -> SecureBytes:
         """``size`` bytes from the OS CSPRNG, written straight into locked memory."""
-        secret = cls(size, arena=arena)
+        secret = cls(size, arena=arena, guarded=guarded)
         if size and lib.sm_random(ffi.cast("void *", secret._address), size) != 0:
             secret.close()
             raise OSError(ffi.errno, "the operating system's random source failed")
         return secret
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_size: int = 1 << 20,
+        strip_newline: bool = False,
+        arena: Arena | None = None,
+    ) -> SecureBytes:
+        """A key or password file read straight into locked memory (no ``bytes`` copy).
+
+        ``ValueError`` if it holds more than ``max_size`` bytes; ``strip_newline=True``
+        drops one trailing ``\\n`` or ``\\r\\n`` (off by default: a binary key may end in
+        that byte); warns with :class:`~securemem.InsecureFileWarning` if the file's group
+        or other users may read it. Pipes and ``/dev/stdin`` work too.
+        """
+        from securemem._secretinput import read_secret_file  # it imports this module
+
+        return read_secret_file(
+            path, max_size=max_size, strip_newline=strip_newline, arena=arena
+        )
 
     def _fill_from(self, source: memoryview) -> None:
         if source.c_contiguous:
@@ -99,11 +152,17 @@ class SecureBytes:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` ran (or the object was released)."""
-        return self._owner is None
+        """True once :meth:`close` ran, and in a forked child for secrets of the parent."""
+        return self._owner is None or self._generation != _fork.generation
 
     def _check_open(self) -> None:
-        if self._owner is None:
+        if self._owner is None or self._generation != _fork.generation:
+            if self._owner is not None:
+                raise SecureBytesClosedError(
+                    "this SecureBytes belongs to the parent of this forked process: a "
+                    "child inherits no secrets (their memory reads as zeros here). "
+                    "Pass what the child needs explicitly, or create it after the fork."
+                )
             raise SecureBytesClosedError(
                 "this SecureBytes is closed: its bytes were wiped and its memory "
                 "released. Keep it open (use it inside its `with` block) while you need it."
@@ -149,22 +208,37 @@ class SecureBytes:
     def wipe(self) -> None:
         """Zero every byte now; the SecureBytes stays open and usable."""
         self._check_open()
+        if isinstance(self._owner, Guarded):
+            self._owner.wipe()  # opens a protected secret for the wipe
+            return
         self._arena.kernel.wipe(self._address, self._size)
 
     def close(self) -> None:
-        """Wipe and release the memory. Calling it again does nothing."""
+        """Wipe and release the memory. Calling it again does nothing.
+
+        For a guarded secret, raises :class:`CanaryError` (after wiping and
+        releasing) if the canary in front of it was overwritten.
+        """
         owner = self._owner
         if owner is None:
             return
-        self._owner = None
+        if self._generation != _fork.generation:
+            self._owner = None
+            return  # inherited from the parent across fork: its memory is not ours to free
         arena = self._arena
-        arena.kernel.wipe(self._address, self._size)
         exporter = self._exporter() if self._exporter is not None else None
         self._exporter = None
+        if isinstance(owner, Guarded):
+            self._owner = None
+            owner.release(exporter)
+            return
+        # Wipe, then release. The arena clears _owner in the same step that
+        # frees the slot, so a KeyboardInterrupt can never free it twice or lose it.
+        arena.kernel.wipe(self._address, self._size)
         if exporter is None:
-            arena.free(owner, self._address, self._size)
+            arena.release_from(self)
         else:
-            arena.free_after_views(exporter, owner, self._address, self._size)
+            arena.release_after_views(self, exporter)
 
     def __enter__(self) -> SecureBytes:
         self._check_open()
@@ -179,9 +253,64 @@ class SecureBytes:
         self.close()
 
     def __del__(self) -> None:
-        # At interpreter exit the arena's modules may be torn down already.
-        with contextlib.suppress(Exception):
+        if self._owner is None:
+            return  # closed already: the common case costs nothing more
+        # Hold signals while releasing from a finaliser: a KeyboardInterrupt raised
+        # here could only be printed, and would cut the release short.
+        try:
+            lib.sm_defer_signals()
             self.close()
+        except CanaryError:
+            raise  # memory corruption is reported (as an unraisable exception) even here
+        except Exception:  # noqa: S110 - at interpreter exit the arena may be torn down already
+            pass
+        finally:
+            lib.sm_restore_signals()
+
+    # -- page protection (guarded secrets) ----------------------------------
+
+    def _guarded(self) -> Guarded:
+        self._check_open()
+        owner = self._owner
+        if not isinstance(owner, Guarded):
+            raise ValueError(
+                "only a guarded secret can change its page protection: its pages are "
+                "shared with other secrets otherwise. Create it with "
+                "SecureBytes(n, guarded=True)."
+            )
+        return owner
+
+    @property
+    def protection(self) -> Protection:
+        """``"readwrite"``, ``"readonly"`` or ``"noaccess"`` (guarded secrets only)."""
+        return self._guarded().protection
+
+    def protect(self, protection: Protection) -> None:
+        """Change what the process may do with a guarded secret's bytes.
+
+        ``"noaccess"``: any read or write kills the process with SIGSEGV;
+        ``"readonly"``: writes do; ``"readwrite"``: the default. Only for
+        ``SecureBytes(n, guarded=True)`` (``ValueError`` otherwise).
+        """
+        self._guarded().protect(protection)
+
+    @contextlib.contextmanager
+    def accessible(self, protection: Protection = "readonly") -> Iterator[SecureBytes]:
+        """Open a guarded secret for the ``with`` block, then restore its protection::
+
+            key.protect("noaccess")
+            with key.accessible("readonly"):
+                use(key)
+            # noaccess again here, even if the block raised
+        """
+        owner = self._guarded()
+        previous = owner.protection
+        owner.protect(protection)
+        try:
+            yield self
+        finally:
+            if self._owner is owner and self._generation == _fork.generation:
+                owner.protect(previous)
 
     # -- bytes-like behaviour -----------------------------------------------
 
@@ -274,7 +403,7 @@ class SecureBytes:
         )
 
     def __repr__(self) -> str:
-        state = "closed" if self._owner is None else "open"
+        state = "closed" if self.closed else "open"
         return f"<SecureBytes size={self._size} {state}>"
 
     __str__ = __repr__

@@ -1,0 +1,133 @@
+"""``python -m benchmarks``: securemem against libsodium, OpenSSL's secure heap, mmap+mlock
+and bytearray, side by side in one process; writes results.md, results.json and results.png.
+
+    python -m benchmarks                 # the full run (minutes), into benchmarks/results/
+    python -m benchmarks --quick         # seconds: small counts, 64 KiB density only (smoke test)
+    python -m benchmarks --out DIR       # write the three files elsewhere
+
+See benchmarks/README.md for what each workload measures and what it needs installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import _report, _systems, _workloads
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# OpenSSL's secure heap is one power-of-two buddy arena fixed at init. A buddy heap splits
+# a block of the whole heap's size down to the request on every allocation into an empty
+# heap and merges it back on free, so a bigger heap makes its round trip slower. The round
+# trip and threads workloads get 1 MiB (room for the 64 KiB secret; a usual size); the
+# scale workload needs 64 MiB for 1,000,000 live 32-byte secrets.
+SECURE_HEAP = 1 << 20
+SECURE_HEAP_SCALE = 64 << 20
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "memlock_limit": None if soft == resource.RLIM_INFINITY else soft,
+        "cap_ipc_lock": _workloads.holds_cap_ipc_lock(),
+        # Other work on the machine skews timings; the ratios (same run, best batches) less so.
+        "load_average": os.getloadavg()[0],
+        **_systems.versions(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="a fast, rough run (seconds)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"output directory ({RESULTS})")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    args = parser.parse_args(argv)
+    quick: bool = args.quick
+
+    started = time.perf_counter()
+    info = machine()
+    info["openssl_secure_heap"] = {}
+
+    def secure_heap(size: int) -> None:
+        answer = _systems.secure_heap_init(size)
+        if answer == 0:
+            raise SystemExit(f"OpenSSL's secure heap of {size} bytes could not be set up")
+        info["openssl_secure_heap"][str(size)] = {"init": answer, "locked": answer == 1}
+
+    secure_heap(SECURE_HEAP)
+    systems = [
+        _systems.securemem_system(),
+        _systems.sodium_system(),
+        _systems.openssl_system(),
+        _systems.naive_system(),
+        _systems.bytearray_system(),
+    ]
+    budget, repeats = (0.002, 3) if quick else (0.01, 25)
+    results: dict[str, Any] = {"machine": info, "quick": quick}
+
+    def step(name: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {name}", file=sys.stderr, flush=True)
+
+    step("round trip")
+    results["round_trip"] = _workloads.round_trip(
+        systems, _workloads.ROUND_TRIP_SIZES, budget, repeats
+    )
+    step("density (one unprivileged process per system and limit)")
+    limits = [64 << 10] if quick else [64 << 10, 8 << 20]
+    results["density"] = _workloads.density(["securemem", "libsodium", "openssl", "naive"], limits)
+    step("scale")
+    counts = (1_000, 10_000) if quick else (1_000, 1_000_000)
+    secure_heap(SECURE_HEAP_SCALE)
+    results["scale"] = _workloads.scale(systems, counts, budget, repeats)
+    secure_heap(SECURE_HEAP)
+    step("wipe")
+    results["wipe"] = _workloads.wipe((4 if quick else 64) << 20, 3 if quick else 60)
+    step("growth")
+    results["growth"] = (
+        _workloads.growth(300, 2048, 20e-6, 1) if quick else _workloads.growth(3000, 2048, 20e-6, 5)
+    )
+    step("threads")
+    results["threads"] = _workloads.threads(systems, 1_000 if quick else 20_000)
+    step("report and chart")
+    results["targets"] = _report.targets(results)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    markdown = _report.markdown(results)
+    (out / "results.md").write_text(markdown, encoding="utf-8")
+    if not args.no_chart:
+        _report.chart(results, out / "results.png")
+    step(f"wrote {out}/results.md, results.json" + ("" if args.no_chart else ", results.png"))
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""Targets (issue 6) as ratios from one run, and the Markdown table and PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LABELS = {
+    "securemem": "securemem",
+    "libsodium": "libsodium sodium_malloc",
+    "openssl": "OpenSSL secure heap",
+    "naive": "mmap+mlock per secret",
+    "bytearray": "bytearray (no protection)",
+}
+
+
+def _ns(cell: dict[str, Any] | None) -> float | None:
+    if not cell or "best_ns" not in cell:
+        return None
+    return float(cell["best_ns"])
+
+
+def _target(
+    name: str, measured: float | None, target: float, at_least: bool, unit: str, why: str = ""
+) -> dict[str, Any]:
+    """One target: met or missed, and by how much (a factor, >= 1 means met)."""
+    if measured is None or measured <= 0:
+        return {
+            "target": name,
+            "measured": None,
+            "goal": target,
+            "at_least": at_least,
+            "unit": unit,
+            "met": None,
+            "factor": None,
+            "note": why or "not measured",
+        }
+    factor = measured / target if at_least else target / measured
+    return {
+        "target": name,
+        "measured": measured,
+        "goal": target,
+        "at_least": at_least,
+        "unit": unit,
+        "met": factor >= 1,
+        "factor": factor,
+        "note": why,
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each computed from this run's own numbers."""
+    trip = results["round_trip"]
+    ours = _ns(trip["securemem"].get("32"))
+    sodium = _ns(trip["libsodium"].get("32"))
+    openssl = _ns(trip["openssl"].get("32"))
+    floor = _ns(trip["bytearray"].get("32"))
+    found: list[dict[str, Any]] = []
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    found.append(
+        _target(
+            "32 B round trip: libsodium time / securemem time", ratio(sodium, ours), 30, True, "x"
+        )
+    )
+    found.append(
+        _target(
+            "32 B round trip: OpenSSL time / securemem time", ratio(openssl, ours), 3, True, "x"
+        )
+    )
+    found.append(
+        _target(
+            "32 B round trip: securemem time / bytearray time", ratio(ours, floor), 5, False, "x"
+        )
+    )
+    density = results["density"]["securemem"]
+    for limit, goal, label in ((8 << 20, 100_000, "8 MiB"), (64 << 10, 900, "64 KiB")):
+        cell = density.get(str(limit))
+        held = cell.get("held") if cell else None
+        found.append(
+            _target(
+                f"live 64 B secrets under RLIMIT_MEMLOCK {label}",
+                held,
+                goal,
+                True,
+                "secrets",
+                "" if cell else "skipped in --quick",
+            )
+        )
+    scale = results["scale"]["securemem"]
+    low, high = (int(key) for key in scale)
+    found.append(
+        _target(
+            f"round trip with {high:,} live / with {low:,} live",
+            ratio(_ns(scale[str(high)]), _ns(scale[str(low)])),
+            1.5,
+            False,
+            "x",
+            "" if high >= 1_000_000 else "--quick: 10,000 live, not 1,000,000",
+        )
+    )
+    wipe = results["wipe"]
+    # Against memset of the same locked pages through the same kind of call: the one
+    # difference left is the wipe itself (both end in glibc's memset). Median of pairs.
+    found.append(
+        _target(
+            "wipe throughput / memset throughput (same pages)",
+            wipe["ratio_to_memset_same_pages"],
+            0.9,
+            True,
+            "x",
+        )
+    )
+    growth = results["growth"]
+    on = growth.get("on")
+    found.append(
+        _target(
+            "growth p99 latency: prefetch off / prefetch on",
+            ratio(growth["off"]["p99_us"], on["p99_us"]) if on else None,
+            5,
+            True,
+            "x",
+            "" if on else "n/a: this build's Arena has no prefetch option",
+        )
+    )
+    return found
+
+
+def _status(item: dict[str, Any]) -> str:
+    if item["met"] is None:
+        return "n/a"
+    factor = item["factor"]
+    if item["met"]:
+        return f"**met** ({factor:.2f}x margin)"
+    return f"**missed** by {1 / factor:.2f}x"
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "secrets":
+        return f"{value:,.0f}"
+    return f"{value:.2f}x"
+
+
+def _cell_ns(cell: dict[str, Any] | None) -> str:
+    value = _ns(cell)
+    if value is None:
+        return "n/a" if not cell else "error"
+    if value >= 10_000:
+        return f"{value / 1000:,.0f} us"
+    if value >= 1000:
+        return f"{value / 1000:.2f} us"
+    return f"{value:.0f} ns"
+
+
+def _size(size: str) -> str:
+    n = int(size)
+    if n >= 1 << 20:
+        return f"{n >> 20} MiB"
+    return f"{n >> 10} KiB" if n >= 1024 else f"{n} B"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    heap = m["openssl_secure_heap"]
+    lines = [
+        "# securemem benchmarks" + (" (--quick: rough numbers)" if results["quick"] else ""),
+        "",
+        f"{m['date']}; {m['cpu']} ({m['cpus']} CPUs); {m['kernel']}; {m['python']}; "
+        f"libsodium {m['libsodium']}; {m['openssl']} (secure heap "
+        + " and ".join(f"{int(size) >> 20} MiB" for size in heap)
+        + (", locked" if all(cell["locked"] for cell in heap.values()) else ", NOT locked")
+        + "); "
+        f"CAP_IPC_LOCK {'held' if m['cap_ipc_lock'] else 'not held'} by the main process; "
+        f"load average {m.get('load_average', float('nan')):.1f} at the start. "
+        f"All systems called through cffi from the same Python process.",
+        "",
+        "## Targets (issue 6), as ratios from this run",
+        "",
+        "| target | goal | measured | status |",
+        "|---|---|---|---|",
+    ]
+    for item in results["targets"]:
+        goal = ("at least " if item["at_least"] else "at most ") + _num(item["goal"], item["unit"])
+        status = _status(item) + (f" ({item['note']})" if item["note"] else "")
+        lines.append(
+            f"| {item['target']} | {goal} | {_num(item['measured'], item['unit'])} | {status} |"
+        )
+    trip = results["round_trip"]
+    sizes = list(next(iter(trip.values())))
+    lines += [
+        "",
+        "## 1. Create + close round trip (best batch; lower is better)",
+        "",
+        "| system | " + " | ".join(_size(s) for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name, row in trip.items():
+        lines.append(
+            f"| {LABELS[name]} | " + " | ".join(_cell_ns(row.get(s)) for s in sizes) + " |"
+        )
+    density = results["density"]
+    limits = sorted({int(limit) for row in density.values() for limit in row})
+    lines += [
+        "",
+        "## 2. Density: live 64-byte secrets held locked, unprivileged (no CAP_IPC_LOCK)",
+        "",
+        "| system | "
+        + " | ".join(f"RLIMIT_MEMLOCK {_size(str(x))}" for x in limits)
+        + " | how counted |",
+        "|---|" + "---:|" * len(limits) + "---|",
+    ]
+    for name, row in density.items():
+        cells = []
+        how = ""
+        for limit in limits:
+            cell = row.get(str(limit), {})
+            held = cell.get("held")
+            cells.append("error" if held is None else f"{held:,}")
+            how = cell.get("how", how)
+        lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {how} |")
+    lines.append(
+        "| bytearray (no protection) | " + " | ".join("0" for _ in limits) + " | never locked |"
+    )
+    scale = results["scale"]
+    counts = list(next(iter(scale.values())))
+    lines += [
+        "",
+        "## 3. Scale: 32-byte round trip with many secrets alive",
+        "",
+        "| system | " + " | ".join(f"{int(c):,} live" for c in counts) + " | ratio |",
+        "|---|" + "---:|" * (len(counts) + 1),
+    ]
+    notes = []
+    for name, row in scale.items():
+        first, last = _ns(row[counts[0]]), _ns(row[counts[-1]])
+        ratio = f"{last / first:.2f}x" if first and last else "n/a"
+        lines.append(
+            f"| {LABELS[name]} | " + " | ".join(_cell_ns(row[c]) for c in counts) + f" | {ratio} |"
+        )
+        notes += [f"{LABELS[name]}: {row[c]['error']}" for c in counts if "error" in row[c]]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
+    wipe = results["wipe"]
+    memset = wipe["memset_cffi_same_pages"]
+    lines += [
+        "",
+        f"## 4. Wipe throughput on {wipe['bytes'] >> 20} MiB (best of several; GB/s)",
+        "",
+        "The target uses the median over back-to-back pairs of securemem's wipe and memset of "
+        f"the same pages: {wipe['ratio_to_memset_same_pages']:.2f}.",
+        "",
+        "| method | GB/s | / memset, same pages |",
+        "|---|---:|---:|",
+    ]
+    names = {
+        "securemem_wipe": "securemem `SecureBytes.wipe()` (explicit_bzero)",
+        "memset_cffi_same_pages": "libc memset via cffi, same locked pages",
+        "memset_cffi_bytearray": "libc memset via cffi, bytearray",
+        "memset_ctypes_bytearray": "ctypes.memset, bytearray",
+        "sodium_memzero_same_pages": "sodium_memzero, same locked pages",
+    }
+    for key, label in names.items():
+        if key in wipe:
+            lines.append(f"| {label} | {wipe[key]:.1f} | {wipe[key] / memset:.2f} |")
+    growth = results["growth"]
+    lines += [
+        "",
+        f"## 5. Growth: latency of each allocation while fresh arenas grow "
+        f"({growth['rounds']} x {growth['secrets']:,} secrets of {growth['size']} B, "
+        f"{growth['gap_us']:.0f} us sleep between)",
+        "",
+        "| prefetch | p50 | p99 | max |",
+        "|---|---:|---:|---:|",
+    ]
+    for mode in ("off", "on"):
+        row = growth.get(mode)
+        if row is None:
+            lines.append(f"| {mode} | n/a | n/a | n/a |")
+        else:
+            lines.append(
+                f"| {mode} | {row['p50_us']:.1f} us | {row['p99_us']:.1f} us "
+                f"| {row['max_us']:.0f} us |"
+            )
+    lines += [
+        "",
+        "## 6. Threads: 32-byte round trips per second, one thread versus two",
+        "",
+        "| system | 1 thread | 2 threads | 2 / 1 |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in results["threads"].items():
+        lines.append(
+            f"| {LABELS[name]} | {row['one_thread_ops_s']:,.0f}/s "
+            f"| {row['two_threads_ops_s']:,.0f}/s | {row['speedup']:.2f}x |"
+        )
+    lines += ["", f"Run took {results['seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Four panels: round trip by size, density, scale, threads."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    colors = {
+        "securemem": "#2a7ab0",
+        "libsodium": "#d1495b",
+        "openssl": "#edae49",
+        "naive": "#66a182",
+        "bytearray": "#999999",
+    }
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+    trip = results["round_trip"]
+    sizes = list(next(iter(trip.values())))
+    width = 0.8 / len(trip)
+    ax = axes[0][0]
+    for i, (name, row) in enumerate(trip.items()):
+        values = [(_ns(row.get(s)) or 0) / 1000 for s in sizes]
+        ax.bar(
+            [x + i * width for x in range(len(sizes))],
+            values,
+            width,
+            label=LABELS[name],
+            color=colors[name],
+        )
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(sizes))], [_size(s) for s in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel("us per create + close (log)")
+    ax.set_title("1. Round trip by secret size (lower is better)")
+    ax.legend(fontsize=7, loc="upper left", ncols=2)
+    ax.set_ylim(top=ax.get_ylim()[1] * 20)  # head room for the legend
+
+    ax = axes[0][1]
+    density = results["density"]
+    limits = sorted({int(limit) for row in density.values() for limit in row})
+    width = 0.8 / len(density)
+    for i, (name, row) in enumerate(density.items()):
+        values = [max(row.get(str(x), {}).get("held") or 0, 0.5) for x in limits]
+        ax.bar(
+            [x + i * width for x in range(len(limits))],
+            values,
+            width,
+            label=LABELS[name],
+            color=colors[name],
+        )
+    ax.set_xticks(
+        [x + 0.4 - width / 2 for x in range(len(limits))],
+        [f"RLIMIT_MEMLOCK {_size(str(x))}" for x in limits],
+    )
+    ax.set_yscale("log")
+    ax.set_ylabel("live 64 B secrets, locked (log)")
+    ax.set_title("2. Density, unprivileged (higher is better)")
+
+    ax = axes[1][0]
+    scale = results["scale"]
+    counts = list(next(iter(scale.values())))
+    width = 0.8 / len(scale)
+    for i, (name, row) in enumerate(scale.items()):
+        values = [(_ns(row[c]) or 0) / 1000 for c in counts]
+        ax.bar(
+            [x + i * width for x in range(len(counts))],
+            values,
+            width,
+            label=LABELS[name],
+            color=colors[name],
+        )
+    ax.set_xticks(
+        [x + 0.4 - width / 2 for x in range(len(counts))], [f"{int(c):,} live" for c in counts]
+    )
+    ax.set_yscale("log")
+    ax.set_ylabel("us per 32 B round trip (log; missing = n/a)")
+    ax.set_title("3. Scale (lower is better)")
+
+    ax = axes[1][1]
+    thread_rows = results["threads"]
+    names = list(thread_rows)
+    ax.bar(
+        [x - 0.2 for x in range(len(names))],
+        [thread_rows[n]["one_thread_ops_s"] for n in names],
+        0.4,
+        label="1 thread",
+        color="#2a7ab0",
+    )
+    ax.bar(
+        [x + 0.2 for x in range(len(names))],
+        [thread_rows[n]["two_threads_ops_s"] for n in names],
+        0.4,
+        label="2 threads",
+        color="#edae49",
+    )
+    ax.set_xticks(range(len(names)), [n for n in names], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("32 B round trips per second (log)")
+    ax.set_title("6. One thread versus two (higher is better)")
+    ax.legend(fontsize=8)
+
+    m = results["machine"]
+    figure.suptitle(
+        f"securemem benchmarks - {m['date']} - {m['cpu']} - {m['kernel']} - {m['python']}",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
