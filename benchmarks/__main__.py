@@ -70,6 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     quick: bool = args.quick
 
     started = time.perf_counter()
+    try:
+        _systems.sodium()
+        _systems.crypto()
+    except _systems.MissingLibrary as error:
+        print(f"python -m benchmarks: {error}", file=sys.stderr)
+        return 2
+    if not args.no_chart:
+        try:
+            import matplotlib  # noqa: F401 - only to fail early, before minutes of measuring
+        except ImportError:
+            print(
+                "python -m benchmarks: matplotlib is needed for the chart: "
+                "pip install -e '.[bench]' (or pass --no-chart)",
+                file=sys.stderr,
+            )
+            return 2
     info = machine()
     info["openssl_secure_heap"] = {}
 

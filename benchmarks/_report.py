@@ -122,7 +122,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             5,
             True,
             "x",
-            "" if on else "n/a: this build's Arena has no prefetch option",
+            "" if on else "this build's Arena has no prefetch option",
         )
     )
     return found

@@ -205,6 +205,8 @@ class Arena:
         self._fork_wipe_needed = False  # a region lacks wipe-on-fork: a child must wipe it
         # Guarded secrets (``_guarded``) have mappings of their own, counted here for stats.
         self._guarded_mapped = self._guarded_locked = self._guarded_unlocked = 0
+        # base -> length of each guarded secret's own mapping (lock_memory refuses them)
+        self.guarded_ranges: dict[int, int] = {}
         self._pending: deque[tuple[Owner, int]] = deque()
         # id(weakref to a view exporter) -> (that weakref, owner, address)
         self._awaiting: dict[int, tuple[weakref.ref[object], Owner, int]] = {}

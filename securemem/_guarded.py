@@ -86,6 +86,7 @@ class Guarded:
             raise
         with arena._lock:
             arena._guarded_mapped += self.length
+            arena.guarded_ranges[self.base] = self.length
             if self.locked:
                 arena._guarded_locked += self.data_length
             else:
@@ -156,6 +157,7 @@ class Guarded:
         kernel.unmap(self.base, self.length)
         with arena._lock:
             arena._guarded_mapped -= self.length
+            arena.guarded_ranges.pop(self.base, None)
             if self.locked:
                 arena._guarded_locked -= self.data_length
             else:

@@ -150,7 +150,7 @@ def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
     address = int(ffi.cast("uintptr_t", ffi.from_buffer(view))) if view.nbytes else 0
     length = view.nbytes
     for arena in list(_arenas):
-        for base, size in arena.mapped_ranges():
+        for base, size in [*arena.mapped_ranges(), *list(arena.guarded_ranges.items())]:
             if length and address < base + size and base < address + length:
                 view.release()
                 raise ValueError(

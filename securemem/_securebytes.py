@@ -71,7 +71,9 @@ class SecureBytes:
         guarded: bool = False,
     ) -> None:
         source: memoryview | None = None
-        if isinstance(size_or_buffer, int) and not isinstance(size_or_buffer, bool):
+        if type(size_or_buffer) is int:  # the common case, checked first
+            size = size_or_buffer
+        elif isinstance(size_or_buffer, int) and not isinstance(size_or_buffer, bool):
             size = int(size_or_buffer)
         elif isinstance(size_or_buffer, (str, bool)) or size_or_buffer is None:
             raise TypeError(
@@ -228,7 +230,7 @@ class SecureBytes:
         arena = self._arena
         exporter = self._exporter() if self._exporter is not None else None
         self._exporter = None
-        if isinstance(owner, Guarded):
+        if type(owner) is Guarded:
             self._owner = None
             owner.release(exporter)
             return
@@ -296,7 +298,9 @@ class SecureBytes:
 
     @contextlib.contextmanager
     def accessible(self, protection: Protection = "readonly") -> Iterator[SecureBytes]:
-        """Open a guarded secret for the ``with`` block, then restore its protection::
+        """Open a guarded secret for the ``with`` block, then restore its protection.
+
+        For example::
 
             key.protect("noaccess")
             with key.accessible("readonly"):

@@ -69,13 +69,9 @@ class Harness:
             # one kernel lock per page, however many handles: nothing nests
             assert all(depth[page] == 1 for page in pages if page in depth)
             return {page for page in pages if page in depth}
-        locked = set()
-        for page in pages:
-            mapping = _procfs.mapping_at(page)
-            assert mapping is not None
-            if mapping.locked:
-                locked.add(page)
-        return locked
+        maps = _procfs.mappings()  # one read of smaps per check
+        assert maps is not None
+        return {page for page in pages if any(m.start <= page < m.end and m.locked for m in maps)}
 
     def check(self) -> None:
         expected = {page for page, count in self.model.items() if count > 0}
@@ -246,3 +242,13 @@ def test_real_limit_for_an_unprivileged_user() -> None:
         memlock=65536,
     )
     assert result == {"errno": errno.ENOMEM, "same": True, "after": 0}
+
+
+def test_lock_memory_refuses_a_guarded_secrets_own_mapping() -> None:
+    from securemem import SecureBytes, lock_memory
+
+    with SecureBytes(64, guarded=True) as guarded:
+        view = guarded.view()
+        with pytest.raises(ValueError, match="securemem arena"):
+            lock_memory(view)
+        view.release()
