@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _report, _systems, _workloads
+from securemem import _hardening
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # OpenSSL's secure heap is one power-of-two buddy arena fixed at init. A buddy heap splits
@@ -52,7 +53,7 @@ def machine() -> dict[str, Any]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "memlock_limit": None if soft == resource.RLIM_INFINITY else soft,
-        "cap_ipc_lock": _workloads.holds_cap_ipc_lock(),
+        "cap_ipc_lock": _hardening.holds_cap_ipc_lock(),
         # Other work on the machine skews timings; the ratios (same run, best batches) less so.
         "load_average": os.getloadavg()[0],
         **_systems.versions(),

@@ -6,7 +6,6 @@ import ctypes
 import gc
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -19,9 +18,9 @@ from typing import Any
 from benchmarks import _systems
 from benchmarks._systems import System
 from securemem import Arena, SecureBytes
+from securemem.testing import unprivileged_command
 
 ROOT = Path(__file__).resolve().parent.parent
-CAP_IPC_LOCK = 14
 
 ROUND_TRIP_SIZES = (16, 32, 64, 1024, 4096, 65536)
 
@@ -94,32 +93,6 @@ def round_trip(
 
 
 # -- 2. density -------------------------------------------------------------
-
-
-def holds_cap_ipc_lock() -> bool:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_IPC_LOCK & 1)
-    return False
-
-
-def unprivileged_command(memlock: int) -> list[str]:
-    """A prefix that runs a command as users do: no CAP_IPC_LOCK, RLIMIT_MEMLOCK = memlock.
-
-    The same as tests/conftest.py: prlimit sets the limit; capsh drops the
-    capability that would make the limit moot (as root in a container).
-    """
-    prlimit = shutil.which("prlimit")
-    if prlimit is None:
-        raise RuntimeError("prlimit is needed for the density workload: apt-get install util-linux")
-    limited = [prlimit, f"--memlock={memlock}:{memlock}"]
-    if not holds_cap_ipc_lock():
-        return limited
-    capsh = shutil.which("capsh")
-    if capsh is None:
-        raise RuntimeError("capsh is needed to drop CAP_IPC_LOCK: apt-get install libcap2-bin")
-    return [capsh, "--drop=cap_ipc_lock", "--", "-c", 'exec "$0" "$@"', *limited]
 
 
 def density(names: list[str], limits: list[int]) -> dict[str, Any]:

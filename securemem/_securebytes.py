@@ -255,8 +255,11 @@ class SecureBytes:
         self.close()
 
     def __del__(self) -> None:
-        if self._owner is None:
-            return  # closed already: the common case costs nothing more
+        try:
+            if self._owner is None:
+                return  # closed already: the common case costs nothing more
+        except AttributeError:
+            return  # __init__ failed before it allocated anything
         # Hold signals while releasing from a finaliser: a KeyboardInterrupt raised
         # here could only be printed, and would cut the release short.
         try:

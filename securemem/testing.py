@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import shutil
 import threading
 from dataclasses import dataclass
 from typing import Literal
 
 from securemem._errors import KernelError, SecureMemoryError, errno_name
+from securemem._hardening import holds_cap_ipc_lock
 from securemem._kernel import Advice, NativeKernel, Protection, kernel_failure
 
-__all__ = ["SYSTEMS", "AioRequest", "SimulatedCall", "SimulatedKernel"]
+__all__ = ["SYSTEMS", "AioRequest", "SimulatedCall", "SimulatedKernel", "unprivileged_command"]
 
 System = Literal["linux", "posix", "openbsd", "freebsd", "qnx"]
 SYSTEMS: tuple[System, ...] = ("linux", "posix", "openbsd", "freebsd", "qnx")
@@ -483,3 +485,27 @@ class SimulatedKernel:
             f"<SimulatedKernel {self._system} page_size={self._page_size} "
             f"memlock_limit={limit} superuser={self.superuser}>"
         )
+
+
+def unprivileged_command(memlock: int) -> list[str]:
+    """A command prefix that runs a program as ordinary users run it.
+
+    The program gets an RLIMIT_MEMLOCK of ``memlock`` bytes (soft and hard, via
+    ``prlimit``) and, when this process holds CAP_IPC_LOCK (root does), runs
+    without it (via ``capsh``), so the limit really applies. Use it to test your
+    own code under a 64 KiB or 8 MiB limit::
+
+        subprocess.run([*unprivileged_command(65536), sys.executable, "app.py"])
+    """
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        raise RuntimeError("unprivileged_command needs prlimit: install util-linux")
+    limited = [prlimit, f"--memlock={memlock}:{memlock}"]
+    if not holds_cap_ipc_lock():
+        return limited
+    capsh = shutil.which("capsh")
+    if capsh is None:
+        raise RuntimeError(
+            "unprivileged_command needs capsh to drop CAP_IPC_LOCK: install libcap2-bin"
+        )
+    return [capsh, "--drop=cap_ipc_lock", "--", "-c", 'exec "$0" "$@"', *limited]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,29 +15,9 @@ from securemem._native import ffi
 
 import securemem
 from securemem import Arena, _procfs
+from securemem.testing import unprivileged_command
 
-CAP_IPC_LOCK = 14
 REPO = Path(__file__).resolve().parent.parent
-
-
-def holds_cap_ipc_lock() -> bool:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_IPC_LOCK & 1)
-    return False
-
-
-def unprivileged_command(memlock: int) -> list[str]:
-    """A command prefix that runs as users do: no CAP_IPC_LOCK, RLIMIT_MEMLOCK = memlock."""
-    prlimit = shutil.which("prlimit")
-    assert prlimit, "prlimit (util-linux) is needed: apt-get install util-linux"
-    limited = [prlimit, f"--memlock={memlock}:{memlock}"]
-    if not holds_cap_ipc_lock():
-        return limited
-    capsh = shutil.which("capsh")
-    assert capsh, "capsh is needed to drop CAP_IPC_LOCK: apt-get install libcap2-bin"
-    return [capsh, "--drop=cap_ipc_lock", "--", "-c", 'exec "$0" "$@"', *limited]
 
 
 def run_python(

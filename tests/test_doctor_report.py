@@ -35,7 +35,7 @@ def test_json_report_has_every_setting_that_decides_protection() -> None:
 
 
 def test_with_cap_ipc_lock_the_limit_is_said_not_to_apply() -> None:
-    from tests.conftest import holds_cap_ipc_lock
+    from securemem._hardening import holds_cap_ipc_lock
 
     if not holds_cap_ipc_lock():
         pytest.skip("needs CAP_IPC_LOCK")

@@ -25,7 +25,8 @@ from tests.conftest import assert_locks_match_kernel
 INTERRUPTS = 400
 
 
-def test_sigint_storm_leaves_the_arena_consistent() -> None:
+def sigint_storm(interrupts_wanted: int = INTERRUPTS) -> dict[str, int]:
+    """Run the storm, check the arena, and return its counts (for docs/reliability.md)."""
     arena = Arena(region_pages=4, reserve_pages=2)
     main = threading.get_ident()
     stop = threading.Event()
@@ -62,7 +63,7 @@ def test_sigint_storm_leaves_the_arena_consistent() -> None:
     thread = threading.Thread(target=interrupter)
     thread.start()
     try:
-        while interrupts < INTERRUPTS:
+        while interrupts < interrupts_wanted:
             try:
                 armed[0] = True
                 operations += 1
@@ -101,3 +102,14 @@ def test_sigint_storm_leaves_the_arena_consistent() -> None:
     assert_locks_match_kernel(arena)
     if not stranded:
         assert arena.locked_pages() == {} and arena.mapped_ranges() == []
+    return {
+        "interrupts": interrupts,
+        "operations": operations,
+        "finalisers_cut": len(cut_finalisers),
+        "slots_stranded": stranded,
+    }
+
+
+def test_sigint_storm_leaves_the_arena_consistent() -> None:
+    figures = sigint_storm()
+    assert figures["interrupts"] == INTERRUPTS
