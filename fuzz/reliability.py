@@ -86,7 +86,9 @@ def main() -> None:
     calls = ", ".join(f"{call} {count}" for call, count in sorted(by_call.items()))
     rows = [
         ("Faults injected (k-th call failed, each errno of its manual)",
-         f"{cases} ({calls}) in 3 scenarios", f"{fault_failures} runs inconsistent"),
+         f"{cases} ({calls}) in {len(test_faults.SCENARIOS)} scenarios "
+         f"({', '.join(test_faults.SCENARIOS)})",
+         f"{fault_failures} runs inconsistent"),
         ("Random public-API programs (bad arguments, use after close included)",
          f"{args.programs} programs, {operations} operations",
          f"{program_failures} failed, {program_leaks} pages leaked"),

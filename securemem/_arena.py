@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 
 from securemem import _fork, _lockmemory
 from securemem._errors import AllocationError, MemoryLockError, SecureMemoryError
-from securemem._kernel import Kernel, NativeKernel, physical_memory
+from securemem._kernel import Kernel, NativeKernel, map_region, physical_memory
 from securemem._native import lib
 from securemem._pagelocks import PageLocks
 from securemem._prefetch import Prefetcher
@@ -207,6 +207,7 @@ class Arena:
         self._guarded_mapped = self._guarded_locked = self._guarded_unlocked = 0
         # base -> length of each guarded secret's own mapping (lock_memory refuses them)
         self.guarded_ranges: dict[int, int] = {}
+        self.guarded_to_unmap: set[Any] = set()  # released guarded mappings munmap refused
         self._pending: deque[tuple[Owner, int]] = deque()
         # id(weakref to a view exporter) -> (that weakref, owner, address)
         self._awaiting: dict[int, tuple[weakref.ref[object], Owner, int]] = {}
@@ -274,7 +275,7 @@ class Arena:
             index = 1
         address = region.base + index * self.page_size
         try:
-            from_reserve = self._hold_pages(address, count)
+            from_reserve = self._hold_pages(region, address, count)
         except BaseException:
             self._unmap_if_empty(region)
             raise
@@ -293,26 +294,15 @@ class Arena:
             prepared = self.prefetcher.take()  # never a region whose lock is pending
             if prepared is not None:
                 return self._adopt_prefetched(prepared, pages)
-        kernel = self.kernel
-        size = self.page_size
-        length = pages * size
-        base = kernel.map(length)
-        try:
-            # Guard pages catch linear overruns out of the region; the whole
-            # mapping stays out of core dumps and reads as zeros in a forked child.
-            kernel.protect(base, size, "noaccess")
-            kernel.protect(base + length - size, size, "noaccess")
-            kernel.advise(base, length, "dontdump")
-            if not kernel.advise(base, length, "wipeonfork"):
-                self._fork_wipe_needed = True
-        except BaseException:
-            kernel.unmap(base, length)
-            raise
+        length = pages * self.page_size
+        base, wiped_on_fork = map_region(self.kernel, length)
+        if not wiped_on_fork:
+            self._fork_wipe_needed = True
         region = _Region(base, length, pages)
         self._regions.append(region)
         return region
 
-    def _hold_pages(self, address: int, count: int) -> int:
+    def _hold_pages(self, region: _Region, address: int, count: int) -> int:
         """Give a new owner one lock hold per page; return how many pages came from the reserve.
 
         Pages kept in the reserve are already locked: the new owner takes a
@@ -320,7 +310,7 @@ class Arena:
         Fresh pages are locked by PageLocks in as few calls as possible.
         """
         try:
-            self._page_locks.acquire(address, count * self.page_size)
+            self._acquire_making_room(region, address, count)
         except MemoryLockError:
             if self.on_lock_failure == "raise":
                 raise
@@ -336,6 +326,25 @@ class Arena:
                 self._page_locks.release(page, self.page_size)
                 from_reserve += 1
         return from_reserve
+
+    def _acquire_making_room(self, region: _Region, address: int, count: int) -> None:
+        """Lock the pages; refused at the memlock limit, give idle reserve pages back and retry.
+
+        The reserve exists for speed, never at the cost of a secret: its pages
+        are locked but empty. Only pages of other regions are given back, so the
+        region being allocated from is never unmapped under the new owner.
+        """
+        length = count * self.page_size
+        try:
+            self._page_locks.acquire(address, length)
+        except MemoryLockError:
+            end = region.base + region.length
+            idle = [page for page in self._reserve if not region.base <= page < end]
+            if not idle:
+                raise
+            for page in idle:
+                self._evict(page)
+            self._page_locks.acquire(address, length)
 
     def _hold_unlocked(self, address: int, count: int) -> int:
         """Policy warn/allow: hand the pages out unlocked, and say so (once)."""
@@ -588,11 +597,15 @@ class Arena:
                     self._evict(page)
                 for region in list(self._regions):
                     self._unmap_if_empty(region)
+                for guarded in list(self.guarded_to_unmap):
+                    guarded._unmap()
             finally:
                 self._busy = False
 
     def _adopt_prefetched(self, base: int, pages: int) -> _Region:
         """A region the prefetcher mapped, guarded and locked: its usable pages come in held."""
+        if not self.prefetcher or not self.prefetcher.wiped_on_fork:
+            self._fork_wipe_needed = True
         region = _Region(base, pages * self.page_size, pages)
         usable = self._pages(base + self.page_size, pages - 2)
         self._page_locks.adopt(usable.start, len(usable) * self.page_size)

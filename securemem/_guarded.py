@@ -20,12 +20,13 @@ for a few long-lived, high-value keys.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import weakref
 from typing import TYPE_CHECKING
 
 from securemem import _fork
-from securemem._errors import CanaryError, MemoryLockError
+from securemem._errors import CanaryError, MemoryLockError, SecureMemoryError
 from securemem._kernel import Protection
 from securemem._native import ffi, lib
 
@@ -153,8 +154,18 @@ class Guarded:
         arena = self.arena
         kernel = arena.kernel
         if self.locked:
-            kernel.unlock(self.data_start, self.data_length)
-        kernel.unmap(self.base, self.length)
+            # munmap drops the lock along with the mapping: this unlock only keeps
+            # the accounting exact, and its failure must not keep the mapping.
+            with contextlib.suppress(SecureMemoryError):
+                kernel.unlock(self.data_start, self.data_length)
+        try:
+            kernel.unmap(self.base, self.length)
+        except SecureMemoryError:
+            # Releasing never fails for the user (the secret is wiped already):
+            # still mapped and counted, retried by Arena.release_reserve().
+            arena.guarded_to_unmap.add(self)
+            return
+        arena.guarded_to_unmap.discard(self)
         with arena._lock:
             arena._guarded_mapped -= self.length
             arena.guarded_ranges.pop(self.base, None)

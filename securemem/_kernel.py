@@ -216,3 +216,24 @@ def memlock_limits() -> tuple[int | None, int | None]:
 def physical_memory() -> int:
     """Bytes of RAM in the machine, 0 where the system does not tell."""
     return int(lib.sm_physical_memory())
+
+
+def map_region(kernel: Kernel, length: int) -> tuple[int, bool]:
+    """Map a region the way every securemem region is prepared; return (base, wiped on fork).
+
+    A PROT_NONE guard page at each end catches linear overruns out of the
+    region; the whole mapping stays out of core dumps and reads as zeros in a
+    forked child. The second value is False where the kernel has no
+    wipe-on-fork: a forked child must then wipe the region itself.
+    """
+    size = kernel.page_size
+    base = kernel.map(length)
+    try:
+        kernel.protect(base, size, "noaccess")
+        kernel.protect(base + length - size, size, "noaccess")
+        kernel.advise(base, length, "dontdump")
+        wiped_on_fork = kernel.advise(base, length, "wipeonfork")
+    except BaseException:
+        kernel.unmap(base, length)
+        raise
+    return base, wiped_on_fork

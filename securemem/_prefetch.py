@@ -38,6 +38,7 @@ rate (see ``benchmarks/prefetch_growth.py``).
 from __future__ import annotations
 
 import _thread
+import contextlib
 import errno
 import os
 import threading
@@ -46,7 +47,7 @@ import weakref
 from typing import Literal
 
 from securemem._errors import SecureMemoryError
-from securemem._kernel import AsyncLockKernel, Kernel, supports_async_lock
+from securemem._kernel import AsyncLockKernel, Kernel, map_region, supports_async_lock
 
 _State = Literal["running", "ready", "failed"]
 
@@ -104,6 +105,7 @@ class Prefetcher:
         self._cond = threading.Condition()
         self._job: _Job | None = None
         self._paused = False
+        self.wiped_on_fork = True  # False once a region was mapped where the kernel has none
         self._counts: dict[str, int] = dict.fromkeys(
             ("started", "adopted", "waited", "cancelled", "sync_fallbacks", "failed"), 0
         )
@@ -147,10 +149,26 @@ class Prefetcher:
         self._await(job)
         if job.state == "ready":
             first, usable = self._usable(job.base)
-            try:
+            # munmap drops the lock with the mapping: a refused unlock changes nothing.
+            with contextlib.suppress(SecureMemoryError):
                 self.kernel.unlock(first, usable)
-            finally:
+            try:
                 self.kernel.unmap(job.base, self.length)
+            except SecureMemoryError:
+                self._job = job  # still mapped: the next close() tries again
+
+    def prepared_range(self) -> tuple[int, int] | None:
+        """(address, length) of the region mapped ahead of need, if there is one.
+
+        Waits (up to ``wait_seconds``) for a lock still running on the background
+        thread, which unmaps the region if the lock fails.
+        """
+        job = self._job
+        if job is None or not job.base:
+            return None
+        with self._cond:
+            self._cond.wait_for(lambda: job.state != "running", timeout=self.wait_seconds)
+        return (job.base, self.length) if job.state != "failed" else None
 
     def counters(self) -> dict[str, int]:
         """How many regions were started, adopted, waited for, cancelled, ..."""
@@ -193,18 +211,8 @@ class Prefetcher:
         return True
 
     def _map(self) -> int:
-        """Map and prepare a region exactly as the arena would (guards, advice)."""
-        kernel = self.kernel
-        size = kernel.page_size
-        base = kernel.map(self.length)
-        try:
-            kernel.protect(base, size, "noaccess")
-            kernel.protect(base + self.length - size, size, "noaccess")
-            kernel.advise(base, self.length, "dontdump")
-            kernel.advise(base, self.length, "wipeonfork")
-        except BaseException:
-            kernel.unmap(base, self.length)
-            raise
+        """Map and prepare a region exactly as the arena does (guards, advice)."""
+        base, self.wiped_on_fork = map_region(self.kernel, self.length)
         return base
 
     def _prepare(self, job: _Job) -> None:

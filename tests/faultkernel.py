@@ -32,6 +32,7 @@ class FaultInjectingKernel(NativeKernel):
         self.calls: Counter[str] = Counter()
         self.fail_call, self.fail_at, self.number = fail_call, fail_at, number
         self.injected = False
+        self.injected_in_child = False  # a forked child failed the call (it reports back)
         self.mapped: dict[int, int] = {}  # what the real kernel has mapped for us now
 
     def _tick(self, call: str, length: int) -> None:

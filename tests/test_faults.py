@@ -11,6 +11,7 @@ stays mapped or locked. The figures land in docs/reliability.md.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -24,10 +25,12 @@ Scenario = Callable[[Arena, list[tuple[SecureBytes, bytes]]], None]
 SIZES = [64] * 70 + [3000] * 3 + [20_000, 40_000, 300_000] + [16] * 10
 
 
-def _store(arena: Arena, stored: list[tuple[SecureBytes, bytes]], size: int) -> None:
+def _store(
+    arena: Arena, stored: list[tuple[SecureBytes, bytes]], size: int, *, guarded: bool = False
+) -> None:
     pattern = (len(stored).to_bytes(4, "little") * (size // 4 + 1))[:size]
     try:
-        secret = SecureBytes(pattern, arena=arena)
+        secret = SecureBytes(pattern, arena=arena, guarded=guarded)
     except SecureMemoryError:
         return  # a clear error to the user; the scenario carries on as a user would
     stored.append((secret, pattern))
@@ -53,14 +56,62 @@ def churn(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
             secret.close()
 
 
-SCENARIOS: dict[str, Scenario] = {"grow": grow, "shrink": shrink, "churn": churn}
+def guarded(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
+    for size in (1, 64, 4000, 4096, 9000):
+        _store(arena, stored, size, guarded=True)
+    for secret, _ in stored[::2]:
+        secret.close()
 
 
-def _calls_made(scenario: Scenario) -> Counter[str]:
+def forked(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
+    """Grow, fork, and grow again in the child, which checks itself and reports by exit status."""
+    grow(arena, stored)
+    pid = os.fork()
+    if pid == 0:  # the child: inherited secrets are closed; new ones must be sound
+        status = 1
+        try:
+            own: list[tuple[SecureBytes, bytes]] = []
+            grow(arena, own)
+            assert all(secret.closed for secret, _ in stored)
+            for secret, pattern in own:
+                assert secret == pattern
+            assert_locks_match_kernel(arena)
+            kernel = arena.kernel
+            assert isinstance(kernel, FaultInjectingKernel)
+            status = 0 if kernel.injected else 3
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code in (0, 3), "the forked child found its arena inconsistent"
+    kernel = arena.kernel
+    assert isinstance(kernel, FaultInjectingKernel)
+    kernel.injected_in_child = kernel.injected_in_child or code == 0
+
+
+# scenario -> (what it does, the arena options it runs with)
+SCENARIOS: dict[str, tuple[Scenario, dict[str, bool]]] = {
+    "grow": (grow, {}),
+    "shrink": (shrink, {}),
+    "churn": (churn, {}),
+    "guarded": (guarded, {}),
+    "prefetch": (churn, {"prefetch": True}),
+    "fork": (forked, {}),
+}
+
+
+def _calls_made(name: str, *, cleanup: bool = True) -> Counter[str]:
+    scenario, options = SCENARIOS[name]
     kernel = FaultInjectingKernel()
-    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2)
+    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2, **options)
     stored: list[tuple[SecureBytes, bytes]] = []
     scenario(arena, stored)
+    made = Counter(kernel.calls)
+    if not cleanup:
+        for secret, _ in stored:
+            secret.close()
+        arena.release_reserve()
+        return made
     for secret, _ in stored:
         secret.close()
     arena.release_reserve()
@@ -69,8 +120,11 @@ def _calls_made(scenario: Scenario) -> Counter[str]:
 
 def _cases() -> list[tuple[str, str, int, int]]:
     cases = []
-    for name, scenario in SCENARIOS.items():
-        for call, count in sorted(_calls_made(scenario).items()):
+    for name in SCENARIOS:
+        calls = _calls_made(name)
+        if name == "fork":  # the child grows a fresh arena: fail its calls too
+            calls = calls + _calls_made("grow", cleanup=False)
+        for call, count in sorted(calls.items()):
             for k in range(1, count + 1):
                 for number in MANUAL_ERRNOS[call]:
                     cases.append((name, call, k, number))
@@ -87,18 +141,21 @@ def test_fault_sweep_covers_every_call_the_scenarios_make() -> None:
 
 @pytest.mark.parametrize(("scenario", "call", "k", "number"), CASES)
 def test_fault_leaves_arena_consistent(scenario: str, call: str, k: int, number: int) -> None:
+    run, options = SCENARIOS[scenario]
     kernel = FaultInjectingKernel(call, k, number)
-    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2)
+    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2, **options)
     stored: list[tuple[SecureBytes, bytes]] = []
     with contextlib.suppress(SecureMemoryError):  # a clear error reached the user: allowed
-        SCENARIOS[scenario](arena, stored)
+        run(arena, stored)
     # every secret still open holds what was stored in it
     for secret, pattern in stored:
         if not secret.closed:
             assert secret == pattern
     # the arena's counts agree with the real kernel, and its regions are really mapped
     assert_locks_match_kernel(arena)
-    assert dict(arena.mapped_ranges()) == kernel.mapped
+    ahead = arena.prefetcher.prepared_range() if arena.prefetcher else None
+    mapped = dict(arena.mapped_ranges()) | arena.guarded_ranges | dict([ahead] if ahead else [])
+    assert mapped == kernel.mapped
     # the next operation works
     with SecureBytes(b"after the fault", arena=arena) as after:
         assert after == b"after the fault"
@@ -110,6 +167,6 @@ def test_fault_leaves_arena_consistent(scenario: str, call: str, k: int, number:
     arena.release_reserve()
     assert_locks_match_kernel(arena)
     arena.release_reserve()
-    assert kernel.injected, "the sweep must reach the k-th call"
+    assert kernel.injected or kernel.injected_in_child, "the sweep must reach the k-th call"
     assert arena.locked_pages() == {}
     assert arena.mapped_ranges() == [] and kernel.mapped == {}

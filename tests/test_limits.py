@@ -71,3 +71,29 @@ def test_zero_limit_gives_eperm_with_advice() -> None:
     )
     assert result["errno"] == 1
     assert "CAP_IPC_LOCK" in str(result["message"])
+
+
+def test_at_the_limit_idle_reserve_pages_are_given_back_before_failing() -> None:
+    """A full reserve must not cost a secret its lock: 15 of 16 pages sit idle in it."""
+    result = run_json(
+        """
+        import json
+        from securemem import Arena, SecureBytes, MemoryLockError
+        arena = Arena(region_pages=1, reserve_pages=15)
+        small = [SecureBytes(2048, arena=arena) for _ in range(30)]  # 15 one-page slabs
+        for secret in small:
+            secret.close()  # all 15 pages stay locked, idle, in the reserve
+        reserve_before = arena.stats().reserve_bytes
+        try:
+            big = SecureBytes(15 * 4096, arena=arena)  # a 15-page run, in a new region
+            ok = big == bytes(15 * 4096)
+        except MemoryLockError as error:
+            ok = str(error)
+        print(json.dumps({"reserve_before": reserve_before, "ok": ok,
+                          "reserve_after": arena.stats().reserve_bytes}))
+        """,
+        memlock=65536,
+    )
+    assert result["reserve_before"] == 15 * 4096
+    assert result["ok"] is True
+    assert result["reserve_after"] < result["reserve_before"]

@@ -38,8 +38,14 @@ def test_threads_racing_with_gc_and_cross_thread_close() -> None:
             choice = rng.random()
             if choice < 0.3:
                 handoff.put((secret, pattern))  # another thread verifies and closes it
+            elif choice < 0.4:
+                del secret  # dropped: its finaliser must wipe and release it
             elif choice < 0.5:
-                del secret  # dropped: garbage collection must wipe and release it
+                # Dropped inside a reference cycle: only the collector thread's
+                # gc.collect() finds it, so it is wiped and released there.
+                cycle: list[object] = [secret]
+                cycle.append(cycle)
+                del secret, cycle
             else:
                 mine.append((secret, pattern))
             if len(mine) > 20:
@@ -60,7 +66,10 @@ def test_threads_racing_with_gc_and_cross_thread_close() -> None:
             secret.close()
 
     def collector() -> None:
-        while not done.is_set():
+        # A pause between collections: gc.collect() holds the GIL throughout, and
+        # back to back it starves the producers (each contended lock then waits a
+        # whole switch interval for the GIL) without racing any harder.
+        while not done.wait(0.002):
             gc.collect()
 
     producers = [threading.Thread(target=producer, args=(n,)) for n in range(THREADS)]
