@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import atheris
+import atheris  # type: ignore[import-untyped]  # (atheris ships no type hints)
 
 # Run as a script from anywhere: the repository root makes `fuzz.program` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -99,7 +99,8 @@ def main() -> None:
          "20 cycles, VmLck back to baseline each time", _outcome(cycles)),
         ("SIGINT delivered at random points of allocation and release",
          f"{storm['interrupts']} KeyboardInterrupts in {storm['operations']} operations",
-         f"0 corrupted; {storm['slots_stranded']} wiped slots stranded by the "
+         f"0 corrupted; {storm['slots_stranded']} wiped "
+         f"slot{'' if storm['slots_stranded'] == 1 else 's'} stranded by the "
          f"{storm['finalisers_cut']} interrupts that hit a finaliser (see below)"),
     ]
     table = ["| what | how much | secrets lost or corrupted / pages leaked |", "|---|---|---|"]

@@ -10,6 +10,7 @@ the same interface with the rules of other systems.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import Literal, Protocol, runtime_checkable
 
@@ -124,7 +125,30 @@ def kernel_failure(call: str, number: int, length: int, kernel: Kernel) -> Secur
             f"could not map {length} bytes of memory: {errno_name(number)}. "
             "The system is out of address space or memory; free secrets or ask for less."
         )
-    return KernelError(number, f"{call} of {length} bytes failed: {errno_name(number)}")
+    what = f"{call} of {length} bytes failed: {errno_name(number)} ({os.strerror(number)})."
+    return KernelError(number, f"{what} {_WHAT_TO_DO.get(call, _REPORT)}")
+
+
+_REPORT = (
+    "securemem did not expect this: please report it with the output of "
+    "`python -m securemem doctor`."
+)
+
+# What a user can do about each call failing (mlock and mmap have their own errors).
+_WHAT_TO_DO = {
+    "mprotect": (
+        "The kernel could not set up guard pages or change a guarded secret's protection; "
+        "on Linux this usually means the process reached vm.max_map_count mappings: "
+        "close guarded secrets you no longer need, or raise that sysctl."
+    ),
+    "madvise": (
+        "The kernel refused to keep this memory out of core dumps or forked children, so "
+        "securemem did not use it. Run `python -m securemem doctor` to see which "
+        "protection this system lacks."
+    ),
+    "munlock": "The secret was wiped already; securemem keeps the page and tries again later.",
+    "munmap": "The secret was wiped already; securemem keeps the mapping and tries again later.",
+}
 
 
 class NativeKernel:

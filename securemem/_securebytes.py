@@ -13,7 +13,7 @@ from typing import Any, SupportsIndex
 
 from securemem import _fork
 from securemem._arena import Arena, Owner, default_arena
-from securemem._errors import CanaryError, SecureBytesClosedError
+from securemem._errors import CanaryError, KernelError, SecureBytesClosedError, errno_name
 from securemem._guarded import Guarded
 from securemem._kernel import Protection
 from securemem._native import ffi, lib
@@ -119,7 +119,14 @@ class SecureBytes:
         secret = cls(size, arena=arena, guarded=guarded)
         if size and lib.sm_random(ffi.cast("void *", secret._address), size) != 0:
             secret.close()
-            raise OSError(ffi.errno, "the operating system's random source failed")
+            number = ffi.errno
+            raise KernelError(
+                number,
+                f"the operating system's random source failed: {errno_name(number)} "
+                f"({os.strerror(number)}). No secret was made; try again, and if it "
+                "keeps failing check that the system's entropy source (getrandom, "
+                "/dev/urandom) works inside this container or sandbox.",
+            )
         return secret
 
     @classmethod
@@ -373,7 +380,10 @@ class SecureBytes:
         if index < 0:
             index += self._size
         if not 0 <= index < self._size:
-            raise IndexError("SecureBytes index out of range")
+            raise IndexError(
+                f"SecureBytes index {operator.index(key)} is out of range for its "
+                f"{self._size} bytes (valid: {-self._size} to {self._size - 1})"
+            )
         return index
 
     def __iter__(self) -> Iterator[int]:

@@ -9,12 +9,13 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from securemem._native import ffi
 
-import securemem
 from securemem import Arena, _procfs
+from securemem._arena import default_arena
 from securemem.testing import unprivileged_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ def run_python(
     )
 
 
-def run_json(code: str, *, memlock: int | None = None) -> dict[str, object]:
+def run_json(code: str, *, memlock: int | None = None) -> dict[str, Any]:
     """Run ``code`` (which prints one JSON object last) and return that object."""
     result = run_python(code, memlock=memlock)
     assert result.returncode == 0, result.stderr
@@ -79,4 +80,4 @@ def arena() -> Iterator[Arena]:
 @pytest.fixture(autouse=True)
 def _default_arena_left_consistent() -> Iterator[None]:
     yield
-    assert_locks_match_kernel(securemem.default_arena())
+    assert_locks_match_kernel(default_arena())

@@ -104,7 +104,7 @@ def test_index_and_slice_reads_and_writes() -> None:
 
 def test_bad_index_and_value_errors_do_not_echo_values() -> None:
     with SecureBytes(4) as secret:
-        with pytest.raises(IndexError):
+        with pytest.raises(IndexError, match=r"index 4 is out of range for its 4 bytes"):
             secret[4]
         with pytest.raises(IndexError):
             secret[-5] = 1
@@ -114,7 +114,7 @@ def test_bad_index_and_value_errors_do_not_echo_values() -> None:
         with pytest.raises(TypeError):
             secret[0] = b"x"
         with pytest.raises(TypeError):
-            secret["0"]
+            secret["0"]  # type: ignore[index]
         with pytest.raises(ValueError, match="never changes size"):
             secret[0:2] = b"abc"
         with pytest.raises(TypeError, match="bytes-like"):

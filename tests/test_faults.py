@@ -11,13 +11,14 @@ stays mapped or locked. The figures land in docs/reliability.md.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
 
-from securemem import Arena, SecureBytes, SecureMemoryError
+from securemem import Arena, KernelError, SecureBytes, SecureMemoryError
 from tests.conftest import assert_locks_match_kernel
 from tests.faultkernel import MANUAL_ERRNOS, FaultInjectingKernel
 
@@ -89,21 +90,21 @@ def forked(arena: Arena, stored: list[tuple[SecureBytes, bytes]]) -> None:
     kernel.injected_in_child = kernel.injected_in_child or code == 0
 
 
-# scenario -> (what it does, the arena options it runs with)
-SCENARIOS: dict[str, tuple[Scenario, dict[str, bool]]] = {
-    "grow": (grow, {}),
-    "shrink": (shrink, {}),
-    "churn": (churn, {}),
-    "guarded": (guarded, {}),
-    "prefetch": (churn, {"prefetch": True}),
-    "fork": (forked, {}),
+# scenario -> (what it does, whether its arena prefetches)
+SCENARIOS: dict[str, tuple[Scenario, bool]] = {
+    "grow": (grow, False),
+    "shrink": (shrink, False),
+    "churn": (churn, False),
+    "guarded": (guarded, False),
+    "prefetch": (churn, True),
+    "fork": (forked, False),
 }
 
 
 def _calls_made(name: str, *, cleanup: bool = True) -> Counter[str]:
-    scenario, options = SCENARIOS[name]
+    scenario, prefetch = SCENARIOS[name]
     kernel = FaultInjectingKernel()
-    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2, **options)
+    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2, prefetch=prefetch)
     stored: list[tuple[SecureBytes, bytes]] = []
     scenario(arena, stored)
     made = Counter(kernel.calls)
@@ -141,9 +142,9 @@ def test_fault_sweep_covers_every_call_the_scenarios_make() -> None:
 
 @pytest.mark.parametrize(("scenario", "call", "k", "number"), CASES)
 def test_fault_leaves_arena_consistent(scenario: str, call: str, k: int, number: int) -> None:
-    run, options = SCENARIOS[scenario]
+    run, prefetch = SCENARIOS[scenario]
     kernel = FaultInjectingKernel(call, k, number)
-    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2, **options)
+    arena = Arena(kernel=kernel, region_pages=4, reserve_pages=2, prefetch=prefetch)
     stored: list[tuple[SecureBytes, bytes]] = []
     with contextlib.suppress(SecureMemoryError):  # a clear error reached the user: allowed
         run(arena, stored)
@@ -170,3 +171,15 @@ def test_fault_leaves_arena_consistent(scenario: str, call: str, k: int, number:
     assert kernel.injected or kernel.injected_in_child, "the sweep must reach the k-th call"
     assert arena.locked_pages() == {}
     assert arena.mapped_ranges() == [] and kernel.mapped == {}
+
+
+def test_a_refused_guard_page_says_what_happened_and_what_to_do() -> None:
+    arena = Arena(kernel=FaultInjectingKernel("mprotect", 1, errno.ENOMEM))
+    with pytest.raises(KernelError) as info:
+        SecureBytes(b"k" * 32, arena=arena, guarded=True)
+    message = str(info.value)
+    assert info.value.errno == errno.ENOMEM
+    assert "mprotect of" in message and "ENOMEM" in message
+    assert "vm.max_map_count" in message  # the usual cause on Linux, and the remedy
+    assert "kk" not in message
+    assert arena.mapped_ranges() == [] and arena.locked_pages() == {}

@@ -132,7 +132,7 @@ def test_5_locked_pages_hold_secret_bytes_only(arena: Arena) -> None:
     for secret in secrets[::3]:
         secret.close()
     live = [s for s in secrets if not s.closed]
-    owned = set()
+    owned: set[int] = set()
     for secret in live:
         owned.update(range(secret.address, secret.address + len(secret)))
     for page in arena.locked_pages():

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, unprivileged_command
+from securemem.testing import unprivileged_command
+from tests.conftest import REPO
 
 VERSION = "0.1.0"
 

@@ -12,6 +12,7 @@ import errno
 import gc
 import itertools
 import mmap
+from typing import Any, cast
 
 import pytest
 from hypothesis import settings
@@ -360,7 +361,10 @@ def _machine(system: str, prefetch: bool) -> type[RuleBasedStateMachine]:
         (SimulatedArenaMachine,),
         {"system": system, "prefetch": prefetch},
     )
-    machine.TestCase.settings = settings(max_examples=12, stateful_step_count=25, deadline=None)
+    # (cast: hypothesis gives each machine class a TestCase the type system cannot see)
+    cast(Any, machine).TestCase.settings = settings(
+        max_examples=12, stateful_step_count=25, deadline=None
+    )
     return machine
 
 
