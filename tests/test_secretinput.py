@@ -29,8 +29,12 @@ PROMPT = "Secret please: "
 # terminal acquires it), so /dev/tty is the pty. It reports through a pipe, not the pty.
 CHILD = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, signal, sys
     os.close(os.open(os.ttyname(0), os.O_RDWR))
+    # Ctrl-C must raise KeyboardInterrupt as in an interactive program, even when this
+    # run inherited SIGINT ignored (a job started in the background with `&` does,
+    # and Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import securemem
     from tests.memscan import Marker
     report = os.fdopen(int(sys.argv[1]), "w")
@@ -90,9 +94,15 @@ class PtyChild:
     def type(self, data: bytes | memoryview) -> None:
         os.write(self.master, data)
 
-    def result(self) -> dict[str, object]:
+    def result(self, timeout: float = 30) -> dict[str, object]:
+        # Bounded: a child stuck in getpass must fail the test, not hang the run.
+        ready, _, _ = select.select([self._report], [], [], timeout)
+        if not ready:
+            self.process.kill()
+            pytest.fail(f"the child did not finish in {timeout} s; its terminal showed "
+                        f"{self.output!r}")
         report = self._report.read()
-        self.process.wait(timeout=30)
+        self.process.wait(timeout=timeout)
         # Drain what the child echoed (it must not have echoed the secret).
         while select.select([self.master], [], [], 0.1)[0]:
             try:
