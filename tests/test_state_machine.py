@@ -26,14 +26,19 @@ sizes = st.one_of(
 
 
 class ArenaMachine(RuleBasedStateMachine):
+    """The rules and invariants; tests/test_simulated.py runs them on every simulated kernel."""
+
     secrets = Bundle("secrets")
 
     def __init__(self) -> None:
         super().__init__()
-        self.arena = Arena(region_pages=8, reserve_pages=2)
+        self.arena = self.make_arena()
         self.expected: dict[int, tuple[SecureBytes, bytes]] = {}
         self.views: list[memoryview] = []
         self.counter = 0
+
+    def make_arena(self) -> Arena:
+        return Arena(region_pages=8, reserve_pages=2)
 
     def _pattern(self, size: int) -> bytes:
         self.counter += 1
