@@ -1,7 +1,7 @@
 """``python -m benchmarks``: securemem against libsodium, OpenSSL's secure heap, mmap+mlock
 and bytearray, side by side in one process; writes results.md, results.json and results.png.
 
-    python -m benchmarks                 # the full run (minutes), into benchmarks/results/
+    python -m benchmarks                 # the full run (about a minute), into benchmarks/results/
     python -m benchmarks --quick         # seconds: small counts, 64 KiB density only (smoke test)
     python -m benchmarks --out DIR       # write the three files elsewhere
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import resource
 import sys
@@ -43,8 +44,6 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    import os
-
     soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

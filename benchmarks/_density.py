@@ -24,17 +24,18 @@ import resource
 import sys
 from typing import Any
 
+from securemem._procfs import process_locked_bytes
+
 SIZE = 64
 CAP = 4_000_000  # no system here gets near this under 8 MiB; it stops a runaway loop
 
 
 def vm_locked() -> int:
     """The process's locked bytes as the kernel counts them (VmLck)."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmLck:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmLck in /proc/self/status")
+    locked = process_locked_bytes()
+    if locked is None:
+        raise RuntimeError("no VmLck in /proc/self/status")
+    return locked
 
 
 def count_securemem() -> dict[str, Any]:

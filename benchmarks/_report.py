@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,13 @@ LABELS = {
     "openssl": "OpenSSL secure heap",
     "naive": "mmap+mlock per secret",
     "bytearray": "bytearray (no protection)",
+}
+COLORS = {
+    "securemem": "#2a7ab0",
+    "libsodium": "#d1495b",
+    "openssl": "#edae49",
+    "naive": "#66a182",
+    "bytearray": "#999999",
 }
 
 
@@ -24,25 +32,18 @@ def _target(
     name: str, measured: float | None, target: float, at_least: bool, unit: str, why: str = ""
 ) -> dict[str, Any]:
     """One target: met or missed, and by how much (a factor, >= 1 means met)."""
+    factor = None
     if measured is None or measured <= 0:
-        return {
-            "target": name,
-            "measured": None,
-            "goal": target,
-            "at_least": at_least,
-            "unit": unit,
-            "met": None,
-            "factor": None,
-            "note": why or "not measured",
-        }
-    factor = measured / target if at_least else target / measured
+        measured, why = None, why or "not measured"
+    else:
+        factor = measured / target if at_least else target / measured
     return {
         "target": name,
         "measured": measured,
         "goal": target,
         "at_least": at_least,
         "unit": unit,
-        "met": factor >= 1,
+        "met": None if factor is None else factor >= 1,
         "factor": factor,
         "note": why,
     }
@@ -50,31 +51,19 @@ def _target(
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each computed from this run's own numbers."""
-    trip = results["round_trip"]
-    ours = _ns(trip["securemem"].get("32"))
-    sodium = _ns(trip["libsodium"].get("32"))
-    openssl = _ns(trip["openssl"].get("32"))
-    floor = _ns(trip["bytearray"].get("32"))
-    found: list[dict[str, Any]] = []
+    trip = {name: _ns(row.get("32")) for name, row in results["round_trip"].items()}
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
 
-    found.append(
-        _target(
-            "32 B round trip: libsodium time / securemem time", ratio(sodium, ours), 30, True, "x"
+    found = [
+        _target(f"32 B round trip: {label}", ratio(trip[top], trip[bottom]), goal, at_least, "x")
+        for label, top, bottom, goal, at_least in (
+            ("libsodium time / securemem time", "libsodium", "securemem", 30, True),
+            ("OpenSSL time / securemem time", "openssl", "securemem", 3, True),
+            ("securemem time / bytearray time", "securemem", "bytearray", 5, False),
         )
-    )
-    found.append(
-        _target(
-            "32 B round trip: OpenSSL time / securemem time", ratio(openssl, ours), 3, True, "x"
-        )
-    )
-    found.append(
-        _target(
-            "32 B round trip: securemem time / bytearray time", ratio(ours, floor), 5, False, "x"
-        )
-    )
+    ]
     density = results["density"]["securemem"]
     for limit, goal, label in ((8 << 20, 100_000, "8 MiB"), (64 << 10, 900, "64 KiB")):
         cell = density.get(str(limit))
@@ -101,28 +90,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "" if high >= 1_000_000 else "--quick: 10,000 live, not 1,000,000",
         )
     )
-    wipe = results["wipe"]
     # Against memset of the same locked pages through the same kind of call: the one
     # difference left is the wipe itself (both end in glibc's memset). Median of pairs.
     found.append(
         _target(
             "wipe throughput / memset throughput (same pages)",
-            wipe["ratio_to_memset_same_pages"],
+            results["wipe"]["ratio_to_memset_same_pages"],
             0.9,
             True,
             "x",
         )
     )
     growth = results["growth"]
-    on = growth.get("on")
     found.append(
         _target(
             "growth p99 latency: prefetch off / prefetch on",
-            ratio(growth["off"]["p99_us"], on["p99_us"]) if on else None,
+            ratio(growth["off"]["p99_us"], growth["on"]["p99_us"]),
             5,
             True,
             "x",
-            "" if on else "this build's Arena has no prefetch option",
         )
     )
     return found
@@ -277,14 +263,10 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
     ]
     for mode in ("off", "on"):
-        row = growth.get(mode)
-        if row is None:
-            lines.append(f"| {mode} | n/a | n/a | n/a |")
-        else:
-            lines.append(
-                f"| {mode} | {row['p50_us']:.1f} us | {row['p99_us']:.1f} us "
-                f"| {row['max_us']:.0f} us |"
-            )
+        row = growth[mode]
+        lines.append(
+            f"| {mode} | {row['p50_us']:.1f} us | {row['p99_us']:.1f} us | {row['max_us']:.0f} us |"
+        )
     lines += [
         "",
         "## 6. Threads: 32-byte round trips per second, one thread versus two",
@@ -301,6 +283,35 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _grouped_bars(
+    ax: Any,
+    rows: dict[str, dict[str, Any]],
+    keys: list[str],
+    value: Callable[[dict[str, Any], str], float],
+    ticks: list[str],
+    ylabel: str,
+    title: str,
+) -> None:
+    """One group of bars per key, one bar per system in each, on a log scale."""
+    width = 0.8 / len(rows)
+    for i, (name, row) in enumerate(rows.items()):
+        ax.bar(
+            [x + i * width for x in range(len(keys))],
+            [value(row, key) for key in keys],
+            width,
+            label=LABELS[name],
+            color=COLORS[name],
+        )
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(keys))], ticks)
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
+def _us(row: dict[str, Any], key: str) -> float:
+    return (_ns(row.get(key)) or 0) / 1000
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     """Four panels: round trip by size, density, scale, threads."""
     import matplotlib
@@ -308,93 +319,61 @@ def chart(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
 
-    colors = {
-        "securemem": "#2a7ab0",
-        "libsodium": "#d1495b",
-        "openssl": "#edae49",
-        "naive": "#66a182",
-        "bytearray": "#999999",
-    }
     figure, axes = plt.subplots(2, 2, figsize=(13, 9))
     trip = results["round_trip"]
     sizes = list(next(iter(trip.values())))
-    width = 0.8 / len(trip)
     ax = axes[0][0]
-    for i, (name, row) in enumerate(trip.items()):
-        values = [(_ns(row.get(s)) or 0) / 1000 for s in sizes]
-        ax.bar(
-            [x + i * width for x in range(len(sizes))],
-            values,
-            width,
-            label=LABELS[name],
-            color=colors[name],
-        )
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(sizes))], [_size(s) for s in sizes])
-    ax.set_yscale("log")
-    ax.set_ylabel("us per create + close (log)")
-    ax.set_title("1. Round trip by secret size (lower is better)")
+    _grouped_bars(
+        ax,
+        trip,
+        sizes,
+        _us,
+        [_size(s) for s in sizes],
+        "us per create + close (log)",
+        "1. Round trip by secret size (lower is better)",
+    )
     ax.legend(fontsize=7, loc="upper left", ncols=2)
     ax.set_ylim(top=ax.get_ylim()[1] * 20)  # head room for the legend
 
-    ax = axes[0][1]
     density = results["density"]
     limits = sorted({int(limit) for row in density.values() for limit in row})
-    width = 0.8 / len(density)
-    for i, (name, row) in enumerate(density.items()):
-        values = [max(row.get(str(x), {}).get("held") or 0, 0.5) for x in limits]
-        ax.bar(
-            [x + i * width for x in range(len(limits))],
-            values,
-            width,
-            label=LABELS[name],
-            color=colors[name],
-        )
-    ax.set_xticks(
-        [x + 0.4 - width / 2 for x in range(len(limits))],
+    _grouped_bars(
+        axes[0][1],
+        density,
+        [str(x) for x in limits],
+        lambda row, key: max(row.get(key, {}).get("held") or 0, 0.5),
         [f"RLIMIT_MEMLOCK {_size(str(x))}" for x in limits],
+        "live 64 B secrets, locked (log)",
+        "2. Density, unprivileged (higher is better)",
     )
-    ax.set_yscale("log")
-    ax.set_ylabel("live 64 B secrets, locked (log)")
-    ax.set_title("2. Density, unprivileged (higher is better)")
 
-    ax = axes[1][0]
     scale = results["scale"]
     counts = list(next(iter(scale.values())))
-    width = 0.8 / len(scale)
-    for i, (name, row) in enumerate(scale.items()):
-        values = [(_ns(row[c]) or 0) / 1000 for c in counts]
-        ax.bar(
-            [x + i * width for x in range(len(counts))],
-            values,
-            width,
-            label=LABELS[name],
-            color=colors[name],
-        )
-    ax.set_xticks(
-        [x + 0.4 - width / 2 for x in range(len(counts))], [f"{int(c):,} live" for c in counts]
+    _grouped_bars(
+        axes[1][0],
+        scale,
+        counts,
+        _us,
+        [f"{int(c):,} live" for c in counts],
+        "us per 32 B round trip (log; missing = n/a)",
+        "3. Scale (lower is better)",
     )
-    ax.set_yscale("log")
-    ax.set_ylabel("us per 32 B round trip (log; missing = n/a)")
-    ax.set_title("3. Scale (lower is better)")
 
     ax = axes[1][1]
     thread_rows = results["threads"]
     names = list(thread_rows)
-    ax.bar(
-        [x - 0.2 for x in range(len(names))],
-        [thread_rows[n]["one_thread_ops_s"] for n in names],
-        0.4,
-        label="1 thread",
-        color="#2a7ab0",
-    )
-    ax.bar(
-        [x + 0.2 for x in range(len(names))],
-        [thread_rows[n]["two_threads_ops_s"] for n in names],
-        0.4,
-        label="2 threads",
-        color="#edae49",
-    )
-    ax.set_xticks(range(len(names)), [n for n in names], fontsize=8)
+    for offset, key, label, color in (
+        (-0.2, "one_thread_ops_s", "1 thread", "#2a7ab0"),
+        (0.2, "two_threads_ops_s", "2 threads", "#edae49"),
+    ):
+        ax.bar(
+            [x + offset for x in range(len(names))],
+            [thread_rows[n][key] for n in names],
+            0.4,
+            label=label,
+            color=color,
+        )
+    ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("32 B round trips per second (log)")
     ax.set_title("6. One thread versus two (higher is better)")

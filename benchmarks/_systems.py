@@ -13,6 +13,7 @@ gives back (a cffi pointer, a SecureBytes, a bytearray).
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,41 +85,34 @@ def _open(ffi: cffi.FFI, names: tuple[str, ...], package: str) -> Any:
     )
 
 
-_sodium: tuple[cffi.FFI, Any] | None = None
-_crypto: tuple[cffi.FFI, Any] | None = None
-_libc: tuple[cffi.FFI, Any] | None = None
+def _library(
+    cdef: str, names: tuple[str, ...] | None = None, package: str = ""
+) -> tuple[cffi.FFI, Any]:
+    """(ffi, lib) for the library declared by ``cdef``: the first of ``names``, or libc."""
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    return ffi, (ffi.dlopen(None) if names is None else _open(ffi, names, package))
 
 
+@functools.cache
 def sodium() -> tuple[cffi.FFI, Any]:
     """(ffi, lib) for the system libsodium, after ``sodium_init``."""
-    global _sodium
-    if _sodium is None:
-        ffi = cffi.FFI()
-        ffi.cdef(_SODIUM_CDEF)
-        lib = _open(ffi, SODIUM_NAMES, "libsodium23")
-        if lib.sodium_init() < 0:
-            raise RuntimeError("sodium_init() failed")
-        _sodium = ffi, lib
-    return _sodium
+    ffi, lib = _library(_SODIUM_CDEF, SODIUM_NAMES, "libsodium23")
+    if lib.sodium_init() < 0:
+        raise RuntimeError("sodium_init() failed")
+    return ffi, lib
 
 
+@functools.cache
 def crypto() -> tuple[cffi.FFI, Any]:
     """(ffi, lib) for the system libcrypto (OpenSSL 3). The secure heap is not set up here."""
-    global _crypto
-    if _crypto is None:
-        ffi = cffi.FFI()
-        ffi.cdef(_CRYPTO_CDEF)
-        _crypto = ffi, _open(ffi, CRYPTO_NAMES, "libssl3")
-    return _crypto
+    return _library(_CRYPTO_CDEF, CRYPTO_NAMES, "libssl3")
 
 
+@functools.cache
 def libc() -> tuple[cffi.FFI, Any]:
-    global _libc
-    if _libc is None:
-        ffi = cffi.FFI()
-        ffi.cdef(_LIBC_CDEF)
-        _libc = ffi, ffi.dlopen(None)
-    return _libc
+    """(ffi, lib) for the C library, for the naive allocator and memset."""
+    return _library(_LIBC_CDEF)
 
 
 def secure_heap_init(size: int, minsize: int = 16) -> int:
@@ -169,7 +163,6 @@ class System:
     """
 
     name: str
-    label: str
     alloc: Callable[[int], Any]
     free: Callable[[Any, int], None]
     loop: Callable[[int, int], int]
@@ -194,7 +187,7 @@ def securemem_system(arena: Arena | None = None) -> System:
             make(size, arena=arena).close()
         return thread_time_ns() - start
 
-    return System("securemem", "securemem", alloc, free, loop)
+    return System("securemem", alloc, free, loop)
 
 
 def sodium_system() -> System:
@@ -211,7 +204,7 @@ def sodium_system() -> System:
             sodium_free(sodium_malloc(size))
         return thread_time_ns() - start
 
-    return System("libsodium", "libsodium sodium_malloc", sodium_malloc, free, loop)
+    return System("libsodium", sodium_malloc, free, loop)
 
 
 def openssl_system() -> System:
@@ -233,7 +226,11 @@ def openssl_system() -> System:
             clear_free(secure_malloc(size, null, 0), size, null, 0)
         return thread_time_ns() - start
 
-    return System("openssl", "OpenSSL secure heap", alloc, free, loop)
+    return System("openssl", alloc, free, loop)
+
+
+def _whole_pages(size: int) -> int:
+    return -(-size // PAGE) * PAGE
 
 
 def naive_system() -> System:
@@ -251,7 +248,7 @@ def naive_system() -> System:
     prot, flags = PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
 
     def alloc(size: int) -> Any:
-        length = -(-size // PAGE) * PAGE
+        length = _whole_pages(size)
         address = mmap(null, length, prot, flags, -1, 0)
         if address == failed:
             raise MemoryError(f"mmap failed: errno {ffi.errno}")
@@ -261,13 +258,13 @@ def naive_system() -> System:
         return address
 
     def free(handle: Any, size: int) -> None:
-        length = -(-size // PAGE) * PAGE
+        length = _whole_pages(size)
         bzero(handle, size)
         munlock(handle, length)
         munmap(handle, length)
 
     def loop(size: int, n: int) -> int:
-        length = -(-size // PAGE) * PAGE
+        length = _whole_pages(size)
         start = thread_time_ns()
         for _ in repeat(None, n):
             address = mmap(null, length, prot, flags, -1, 0)
@@ -277,7 +274,7 @@ def naive_system() -> System:
             munmap(address, length)
         return thread_time_ns() - start
 
-    return System("naive", "mmap+mlock per secret", alloc, free, loop)
+    return System("naive", alloc, free, loop)
 
 
 def bytearray_system() -> System:
@@ -291,4 +288,4 @@ def bytearray_system() -> System:
             make(size)
         return thread_time_ns() - start
 
-    return System("bytearray", "bytearray (floor)", bytearray, free, loop)
+    return System("bytearray", bytearray, free, loop)

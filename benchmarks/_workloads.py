@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _systems
+from benchmarks import _systems, prefetch_growth
 from benchmarks._systems import System
 from securemem import Arena, SecureBytes
 from securemem.testing import unprivileged_command
@@ -194,9 +194,7 @@ def _scale_securemem(counts: tuple[int, int], budget_s: float, repeats: int) -> 
 # -- 4. wipe ----------------------------------------------------------------
 
 
-def _throughputs(
-    runs: dict[str, Callable[[], object]], nbytes: int, repeats: int
-) -> dict[str, list[int]]:
+def _throughputs(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[int]]:
     """ns of each run, ``repeats`` times. Runs take turns, so a busy spell hits all alike."""
     times: dict[str, list[int]] = {name: [] for name in runs}
     order = list(runs.items())
@@ -231,14 +229,14 @@ def wipe(nbytes: int, repeats: int) -> dict[str, Any]:
             runs["sodium_memzero_same_pages"] = lambda: sodium.sodium_memzero(pointer, nbytes)
         except _systems.MissingLibrary:
             pass
-        times = _throughputs(runs, nbytes, repeats)
+        times = _throughputs(runs, repeats)
         results: dict[str, Any] = {name: nbytes / min(t) for name, t in times.items()}  # GB/s
         # The target's ratio: each wipe against the memset of the same pages run right
         # after it, the median over all pairs (steadier than a ratio of two best-ofs when
         # other processes share the memory bandwidth).
         results["ratio_to_memset_same_pages"] = statistics.median(
-            memset / wiped
-            for wiped, memset in zip(
+            memset_ns / wipe_ns
+            for wipe_ns, memset_ns in zip(
                 times["securemem_wipe"], times["memset_cffi_same_pages"], strict=True
             )
         )
@@ -250,23 +248,12 @@ def wipe(nbytes: int, repeats: int) -> dict[str, Any]:
 # -- 5. growth --------------------------------------------------------------
 
 
-def prefetch_available() -> bool:
-    try:
-        # Passed through a dict so that this module type-checks with or without the option.
-        options: dict[str, Any] = {"prefetch": True}
-        arena = Arena(**options)
-    except TypeError:
-        return False
-    arena.release_reserve()
-    return True
-
-
 def growth(secrets: int, size: int, gap_s: float, rounds: int) -> dict[str, Any]:
     """p50/p99 latency of each allocation while fresh arenas grow, prefetch off then on.
 
     Between allocations the thread sleeps ``gap_s`` (a server waiting on its
-    socket: the GIL is released, so a prefetch thread can run), as
-    benchmarks/prefetch_growth.py does by default.
+    socket: the GIL is released, so a prefetch thread can run): the default run
+    of benchmarks/prefetch_growth.py, which measures it.
     """
     results: dict[str, Any] = {
         "secrets": secrets,
@@ -274,34 +261,9 @@ def growth(secrets: int, size: int, gap_s: float, rounds: int) -> dict[str, Any]
         "gap_us": gap_s * 1e6,
         "rounds": rounds,
     }
-    modes = [False, True] if prefetch_available() else [False]
-    options: dict[str, Any] = {"prefetch": True}  # see prefetch_available
-    for prefetch in modes:
-        latencies: list[int] = []
-        for _ in range(rounds):
-            arena = Arena(**options) if prefetch else Arena()
-            held: list[SecureBytes] = []
-            clock = time.perf_counter_ns
-            for _ in range(secrets):
-                start = clock()
-                held.append(SecureBytes(size, arena=arena))
-                latencies.append(clock() - start)
-                time.sleep(gap_s)
-            for secret in held:
-                secret.close()
-            arena.release_reserve()
-        latencies.sort()
-
-        def pct(p: float, data: list[int] = latencies) -> float:
-            return data[min(len(data) - 1, int(p / 100 * len(data)))] / 1000
-
-        results["on" if prefetch else "off"] = {
-            "p50_us": pct(50),
-            "p99_us": pct(99),
-            "max_us": latencies[-1] / 1000,
-        }
-    if len(modes) == 1:
-        results["on"] = None  # Arena has no prefetch option in this build
+    for mode in ("off", "on"):
+        measured = prefetch_growth.run(mode == "on", secrets, size, gap_s, rounds, "io")
+        results[mode] = {key: measured[key] for key in ("p50_us", "p99_us", "max_us")}
     return results
 
 

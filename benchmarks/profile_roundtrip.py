@@ -55,23 +55,21 @@ def components() -> list[tuple[str, float]]:
     add("  ... with a neighbour alive in the slab", arena_pair)
     keep.close()
 
-    if hasattr(arena, "allocate_into") and hasattr(arena, "release_from"):
+    class Holder:
+        __slots__ = ("_address", "_owner", "_size")
+        _address: int
+        _owner: Any
+        _size: int
 
-        class Holder:
-            __slots__ = ("_address", "_owner", "_size")
-            _address: int
-            _owner: Any
-            _size: int
+    holder = Holder()
+    holder._size = 32
+    holder._owner = None
 
-        holder = Holder()
-        holder._size = 32
-        holder._owner = None
+    def fast_pair() -> None:
+        arena.allocate_into(holder, 32)
+        arena.release_from(holder)
 
-        def fast_pair() -> None:
-            arena.allocate_into(holder, 32)
-            arena.release_from(holder)
-
-        add("arena.allocate_into + release_from (fast paths)", fast_pair)
+    add("arena.allocate_into + release_from (fast paths)", fast_pair)
 
     lock = threading.RLock()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from securemem import SecureBytes, crypto
@@ -24,6 +25,8 @@ def main(argv: list[str]) -> None:
         cipher = crypto.aead(AESGCM, key)  # the AEAD keeps its own copy: key may close now
 
     nonce = os.urandom(12)
+    # A literal is an unwipeable bytes copy already: real data would come in through
+    # SecureBytes.from_file, securemem.getpass or readinto on a view, never as bytes.
     with SecureBytes(b"the launch code is 0000") as message:
         ciphertext = crypto.encrypt(cipher, nonce, message, b"example header")
     print(f"ciphertext: {len(ciphertext)} bytes")
@@ -34,7 +37,7 @@ def main(argv: list[str]) -> None:
     ciphertext[0] ^= 1  # a forged message: decrypt wipes what it wrote, then raises
     try:
         crypto.decrypt(cipher, nonce, ciphertext, b"example header")
-    except Exception as error:  # cryptography.exceptions.InvalidTag
+    except InvalidTag as error:
         print(f"forged message rejected: {type(error).__name__}")
 
 

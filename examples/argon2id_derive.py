@@ -29,6 +29,7 @@ def main() -> None:
     with key:
         cipher = crypto.aead(AESGCM, key)
     nonce = os.urandom(12)
+    # A stand-in plaintext: secret data would be read into a SecureBytes (see aes_gcm_key.py).
     ciphertext = crypto.encrypt(cipher, nonce, b"data protected by the passphrase")
     print(f"derived a 32-byte key in locked memory; encrypted {len(ciphertext)} bytes")
 

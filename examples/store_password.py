@@ -4,8 +4,7 @@
 
 Reads from the terminal with echo off. Without a terminal (cron, CI: `echo pw | python
 examples/store_password.py`) it warns like the standard library's getpass and reads one line
-from standard input instead. Prints only the length and a keyed fingerprint, never the
-password.
+from standard input instead. Prints only the length, never the password.
 """
 
 from __future__ import annotations
