@@ -32,7 +32,7 @@ import warnings
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from securemem import _fork, _lockmemory
 from securemem._errors import AllocationError, MemoryLockError, SecureMemoryError
@@ -40,6 +40,9 @@ from securemem._kernel import Kernel, NativeKernel, map_region, physical_memory
 from securemem._native import lib
 from securemem._pagelocks import PageLocks
 from securemem._prefetch import Prefetcher
+
+if TYPE_CHECKING:
+    from securemem._guarded import Guarded
 
 LockFailurePolicy = Literal["raise", "warn", "allow"]
 Backend = Literal["anonymous", "secretmem"]
@@ -202,12 +205,13 @@ class Arena:
         # for a bare page. Evicting the oldest keeps what a loop just used.
         self._reserve: dict[int, _Slab | None] = {}
         self._unlocked_pages: set[int] = set()  # pages in use that the kernel refused to lock
-        self._fork_wipe_needed = False  # a region lacks wipe-on-fork: a child must wipe it
+        # a region or guarded mapping lacks wipe-on-fork: a forked child must wipe it itself
+        self._fork_wipe_needed = False
         # Guarded secrets (``_guarded``) have mappings of their own, counted here for stats.
-        self._guarded_mapped = self._guarded_locked = self._guarded_unlocked = 0
-        # base -> length of each guarded secret's own mapping (lock_memory refuses them)
+        self._guarded_locked = self._guarded_unlocked = 0
+        # base -> length of each guarded secret's own mapping (stats, lock_memory, fork)
         self.guarded_ranges: dict[int, int] = {}
-        self.guarded_to_unmap: set[Any] = set()  # released guarded mappings munmap refused
+        self.guarded_to_unmap: set[Guarded] = set()  # released guarded mappings munmap refused
         self._pending: deque[tuple[Owner, int]] = deque()
         # id(weakref to a view exporter) -> (that weakref, owner, address)
         self._awaiting: dict[int, tuple[weakref.ref[object], Owner, int]] = {}
@@ -290,15 +294,18 @@ class Arena:
         return range(address, address + count * self.page_size, self.page_size)
 
     def _map_region(self, pages: int) -> _Region:
-        if self.prefetcher is not None and pages == self.prefetcher.pages:
-            prepared = self.prefetcher.take()  # never a region whose lock is pending
+        prefetcher = self.prefetcher
+        if prefetcher is not None and pages == prefetcher.pages:
+            prepared = prefetcher.take()  # never a region whose lock is pending
             if prepared is not None:
-                return self._adopt_prefetched(prepared, pages)
-        length = pages * self.page_size
-        base, wiped_on_fork = map_region(self.kernel, length)
+                return self._adopt_prefetched(prepared, pages, prefetcher.wiped_on_fork)
+        base, wiped_on_fork = map_region(self.kernel, pages * self.page_size)
+        return self._add_region(base, wiped_on_fork, pages)
+
+    def _add_region(self, base: int, wiped_on_fork: bool, pages: int) -> _Region:
         if not wiped_on_fork:
-            self._fork_wipe_needed = True
-        region = _Region(base, length, pages)
+            self._fork_wipe_needed = True  # a forked child must wipe it itself (see _fork)
+        region = _Region(base, pages * self.page_size, pages)
         self._regions.append(region)
         return region
 
@@ -317,15 +324,23 @@ class Arena:
             return self._hold_unlocked(address, count)
         from_reserve = 0
         for page in self._pages(address, count):
-            if page in self._reserve:
-                del self._reserve[page]
-                self._page_locks.release(page, self.page_size)
-                from_reserve += 1
-            elif page in self._prefetched:  # locked ahead: the owner's hold replaces it
-                self._prefetched.discard(page)
-                self._page_locks.release(page, self.page_size)
+            if self._take_from_reserve(page):
+                self._page_locks.release(page, self.page_size)  # 2 -> 1: never a system call
                 from_reserve += 1
         return from_reserve
+
+    def _take_from_reserve(self, page: int) -> bool:
+        """Take ``page`` out of the reserve or the prefetched pages: True if it was there.
+
+        Such a page is locked already, with one hold: the new owner's from now on.
+        """
+        if page in self._reserve:
+            del self._reserve[page]
+            return True
+        if page in self._prefetched:
+            self._prefetched.remove(page)
+            return True
+        return False
 
     def _acquire_making_room(self, region: _Region, address: int, count: int) -> None:
         """Lock the pages; refused at the memlock limit, give idle reserve pages back and retry.
@@ -350,11 +365,7 @@ class Arena:
         """Policy warn/allow: hand the pages out unlocked, and say so (once)."""
         from_reserve = 0
         for page in self._pages(address, count):
-            if page in self._reserve:  # still locked by the reserve: it just changes owner
-                del self._reserve[page]
-                from_reserve += 1
-            elif page in self._prefetched:  # likewise for a page locked ahead
-                self._prefetched.discard(page)
+            if self._take_from_reserve(page):  # still locked: it just changes owner
                 from_reserve += 1
             else:
                 self._unlocked_pages.add(page)
@@ -450,15 +461,14 @@ class Arena:
     def free(self, owner: Owner, address: int, size: int) -> None:
         """Return a slot whose bytes the caller has already wiped."""
         with self._lock:
+            self._in_use -= size
             if self._busy:
                 # A __del__ or callback running inside a change on this thread:
                 # apply it once that change is finished.
                 self._pending.append((owner, address))
-                self._in_use -= size
                 return
             self._busy = True
             try:
-                self._in_use -= size
                 self._release(owner, address)
                 if self._pending:
                     self._drain_pending()
@@ -602,16 +612,13 @@ class Arena:
             finally:
                 self._busy = False
 
-    def _adopt_prefetched(self, base: int, pages: int) -> _Region:
+    def _adopt_prefetched(self, base: int, pages: int, wiped_on_fork: bool) -> _Region:
         """A region the prefetcher mapped, guarded and locked: its usable pages come in held."""
-        if not self.prefetcher or not self.prefetcher.wiped_on_fork:
-            self._fork_wipe_needed = True
-        region = _Region(base, pages * self.page_size, pages)
         usable = self._pages(base + self.page_size, pages - 2)
         self._page_locks.adopt(usable.start, len(usable) * self.page_size)
+        region = self._add_region(base, wiped_on_fork, pages)
         self._prefetched.update(usable)
         region.reserved += len(usable)
-        self._regions.append(region)
         return region
 
     def _release_prefetched(self) -> None:
@@ -643,7 +650,7 @@ class Arena:
             return ArenaStats(
                 locked_bytes=self._page_locks.locked_bytes + self._guarded_locked,
                 mapped_bytes=sum(region.length for region in self._regions)
-                + self._guarded_mapped,
+                + sum(self.guarded_ranges.values()),
                 in_use_bytes=self._in_use,
                 allocations=self._live,
                 regions=len(self._regions),

@@ -2,10 +2,10 @@
 
 Three facts shape this module:
 
-* The kernel already zeroes every arena region in a child (``MADV_WIPEONFORK``
-  on Linux 4.14+, ``minherit(INHERIT_ZERO)`` on the BSDs); memfd_secret regions
-  are not inherited at all (``MADV_DONTFORK``), and the child maps zero pages
-  where they were.
+* The kernel already zeroes every arena region and guarded secret's mapping in
+  a child (``MADV_WIPEONFORK`` on Linux 4.14+, ``minherit(INHERIT_ZERO)`` on the
+  BSDs); memfd_secret ones are not inherited at all (``MADV_DONTFORK``), and the
+  child maps zero pages where they were.
 * Memory locks are not inherited across fork (mlock(2)): the parent's lock
   counts say nothing true about the child.
 * Another thread of the parent may have been inside an arena at the moment of
@@ -22,7 +22,7 @@ So, in the child, right after fork (``os.register_at_fork``):
    fork keeps reading zeros instead of crashing; they are never reused or
    unlocked, and cost the child address space only (wiped pages are not
    populated until touched). Where the kernel could not promise wipe-on-fork,
-   the child wipes the used pages itself.
+   the child wipes them itself, guarded secrets' mappings included.
 3. New secrets in the child get new pages, locked by the child.
 """
 
@@ -34,6 +34,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
+from securemem._errors import SecureMemoryError
 from securemem._native import ffi, lib
 
 if TYPE_CHECKING:
@@ -51,22 +52,33 @@ def track(arena: Arena) -> None:
 
 
 def _abandon(arena: Arena) -> None:
-    """Forget the parent's regions of ``arena``; wipe them where the kernel did not."""
-    from securemem._arena import _GUARD
+    """Forget the parent's mappings of ``arena``; wipe them where the kernel did not.
 
-    if arena._fork_wipe_needed:
-        size = arena.page_size
-        for region in arena._regions:
-            # Guard pages are PROT_NONE; every other page is readable and writable.
-            for index, state in enumerate(region.states):
-                if state != _GUARD:
-                    arena.kernel.wipe(region.base + index * size, size)
-    if arena.backend == "secretmem":
-        # memfd_secret regions are not inherited at all (MADV_DONTFORK): put
-        # zero pages where they were, so a view from before the fork reads zeros.
-        for region in arena._regions:
-            lib.sm_map_zero_at(ffi.cast("void *", region.base), region.length)
-    arena._reset_state()
+    Regions and guarded secrets' mappings alike: each is a guard page, data
+    pages, a guard page. The bookkeeping is reset even if a wipe fails.
+    """
+    kernel = arena.kernel
+    size = arena.page_size
+    regions = [(region.base, region.length) for region in arena._regions]
+    guarded = list(arena.guarded_ranges.items())
+    try:
+        if arena.backend == "secretmem":
+            # memfd_secret mappings are not inherited at all (MADV_DONTFORK): put
+            # zero pages where they were, so a view from before the fork reads zeros.
+            # (Never a wipe: were such a shared mapping inherited, it would wipe the parent's.)
+            for base, length in regions + guarded:
+                lib.sm_map_zero_at(ffi.cast("void *", base), length)
+        elif arena._fork_wipe_needed:
+            for base, length in regions:
+                kernel.wipe(base + size, length - 2 * size)  # between the guard pages
+            for base, length in guarded:
+                # The parent may have protected it (protect("noaccess")): open it first,
+                # and where that is refused leave it, since a wipe would fault.
+                with contextlib.suppress(SecureMemoryError):
+                    kernel.protect(base + size, length - 2 * size, "readwrite")
+                    kernel.wipe(base + size, length - 2 * size)
+    finally:
+        arena._reset_state()
 
 
 def _after_fork_in_child() -> None:
@@ -76,9 +88,9 @@ def _after_fork_in_child() -> None:
 
     _arena._default_lock = threading.Lock()  # may have been held by another parent thread
     for arena in list(_arenas):
-        # A failure here would leave the child with the parent's bookkeeping;
-        # nothing the child can do about it, and the generation check still
-        # keeps every inherited secret closed.
+        # A failed wipe leaves parent bytes in the child's memory; nothing the
+        # child can do about it, and the generation check still keeps every
+        # inherited secret closed.
         with contextlib.suppress(Exception):
             _abandon(arena)
 

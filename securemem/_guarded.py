@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from securemem import _fork
 from securemem._errors import CanaryError, MemoryLockError, SecureMemoryError
-from securemem._kernel import Protection
+from securemem._kernel import Protection, map_region
 from securemem._native import ffi, lib
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class Guarded:
         self.arena = arena
         self.size = size
         self.length = (data_pages + 2) * page
-        self.base = kernel.map(self.length)
+        # Guard pages, out of core dumps, zeros in a forked child: as every region.
+        self.base, wiped_on_fork = map_region(kernel, self.length)
         self.data_start = self.base + page
         self.data_length = data_pages * page
         self.address = self.data_start + self.data_length - size
@@ -71,10 +72,6 @@ class Guarded:
         self._canary = secrets.token_bytes(CANARY_SIZE)
         self.locked = False
         try:
-            kernel.protect(self.base, page, "noaccess")
-            kernel.protect(self.data_start + self.data_length, page, "noaccess")
-            kernel.advise(self.base, self.length, "dontdump")
-            kernel.advise(self.base, self.length, "wipeonfork")
             try:
                 kernel.lock(self.data_start, self.data_length)
                 self.locked = True
@@ -86,7 +83,8 @@ class Guarded:
             kernel.unmap(self.base, self.length)
             raise
         with arena._lock:
-            arena._guarded_mapped += self.length
+            if not wiped_on_fork:
+                arena._fork_wipe_needed = True  # a forked child wipes it itself (see _fork)
             arena.guarded_ranges[self.base] = self.length
             if self.locked:
                 arena._guarded_locked += self.data_length
@@ -123,7 +121,7 @@ class Guarded:
         """
         if self.generation != _fork.generation:
             return  # the parent's mapping, inherited zeroed: nothing of ours to free
-        kernel = self.arena.kernel
+        arena = self.arena
         if self.protection != "readwrite":
             self.protect("readwrite")
         intact = bool(
@@ -131,8 +129,7 @@ class Guarded:
                 ffi.cast("void *", self.address - CANARY_SIZE), self._canary, CANARY_SIZE
             )
         )
-        kernel.wipe(self.data_start, self.data_length)
-        arena = self.arena
+        arena.kernel.wipe(self.data_start, self.data_length)
         with arena._lock:
             arena._live -= 1
             arena._in_use -= self.size
@@ -167,7 +164,6 @@ class Guarded:
             return
         arena.guarded_to_unmap.discard(self)
         with arena._lock:
-            arena._guarded_mapped -= self.length
             arena.guarded_ranges.pop(self.base, None)
             if self.locked:
                 arena._guarded_locked -= self.data_length

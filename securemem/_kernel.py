@@ -38,7 +38,6 @@ _PROTECTION_CODES: dict[str, int] = {
     "readwrite": lib.SM_PROT_READWRITE,
 }
 _UNLIMITED = 2**64 - 1
-_EINPROGRESS = errno.EINPROGRESS
 
 
 @runtime_checkable
@@ -180,7 +179,9 @@ class NativeKernel:
     def advise(self, address: int, length: int, advice: Advice) -> bool:
         if lib.sm_advise(ffi.cast("void *", address), length, _ADVICE_CODES[advice]) != 0:
             number = ffi.errno
-            if number in (38, 22):  # ENOSYS, EINVAL: the kernel has no such advice
+            # The shim's own ENOSYS (advice not built in) or the kernel's EINVAL: no such
+            # advice here. By name: ENOSYS is 38 on Linux but 78 on macOS and the BSDs.
+            if number in (errno.ENOSYS, errno.EINVAL):
                 return False
             raise kernel_failure(f"madvise({advice})", number, length, self)
         return True
@@ -215,7 +216,7 @@ class NativeKernel:
     def lock_async_finish(self, request: object) -> None:
         # The shim frees the iocb once the request is done: call it exactly once.
         number = int(lib.sm_aio_lock_finish(request))
-        if number == _EINPROGRESS:
+        if number == errno.EINPROGRESS:
             raise KernelError(number, "aio_mlock request collected while still in progress")
         if number:
             raise kernel_failure("mlock", number, 0, self)

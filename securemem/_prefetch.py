@@ -105,7 +105,7 @@ class Prefetcher:
         self._cond = threading.Condition()
         self._job: _Job | None = None
         self._paused = False
-        self.wiped_on_fork = True  # False once a region was mapped where the kernel has none
+        self.wiped_on_fork = True  # whether the kernel wipes the last region mapped on fork
         self._counts: dict[str, int] = dict.fromkeys(
             ("started", "adopted", "waited", "cancelled", "sync_fallbacks", "failed"), 0
         )
@@ -207,7 +207,10 @@ class Prefetcher:
             return True
         # A bare thread: threading.Thread.start() waits until the thread is running,
         # which on a busy machine costs the allocating thread a scheduler tick.
-        _thread.start_new_thread(self._prepare, (job,))
+        try:
+            _thread.start_new_thread(self._prepare, (job,))
+        except RuntimeError:  # no thread to be had: a job left running would block take()
+            self._fail(job)
         return True
 
     def _map(self) -> int:
@@ -217,14 +220,24 @@ class Prefetcher:
 
     def _prepare(self, job: _Job) -> None:
         """The background thread: lock every usable page of the mapped region in one call."""
-        state: _State = "failed"
         try:
             self.kernel.lock(*self._usable(job.base))
-            state = "ready"
-        except SecureMemoryError:
+        except BaseException as error:
+            self._fail(job)  # whatever happened, take() must not wait for ever
+            if not isinstance(error, SecureMemoryError):
+                raise
+        else:
+            self._finish(job, "ready")
+
+    def _fail(self, job: _Job) -> None:
+        """The mapped region cannot be made ready: give it back and mark the job failed.
+
+        Never raises: prefetch runs inside the user's allocations. A region the
+        kernel will not unmap holds no secret and no lock; it is left behind.
+        """
+        with contextlib.suppress(SecureMemoryError):
             self.kernel.unmap(job.base, self.length)
-        finally:
-            self._finish(job, state)
+        self._finish(job, "failed")
 
     def _finish(self, job: _Job, state: _State) -> None:
         with self._cond:
@@ -255,8 +268,7 @@ class Prefetcher:
         try:
             kernel.lock(first, usable)
         except SecureMemoryError:
-            kernel.unmap(job.base, self.length)
-            self._finish(job, "failed")
+            self._fail(job)
             return
         self._finish(job, "ready")
 
@@ -281,8 +293,7 @@ class Prefetcher:
                 return
             if getattr(error, "errno", None) == errno.ECANCELED:
                 self._counts["cancelled"] += 1
-            kernel.unmap(job.base, self.length)
-            self._finish(job, "failed")
+            self._fail(job)
             return
         self._finish(job, "ready")
 

@@ -104,8 +104,14 @@ class SecureBytes:
         self._arena = arena_ = arena if arena is not None else default_arena()
         if guarded:
             # A mapping of its own, between guard pages, with a canary (see _guarded).
-            owner = Guarded(arena_, size)
-            self._owner, self._address = owner, owner.address
+            # Signals held as on the arena's general path: an interrupt between the
+            # mapping and this store would leak it.
+            try:
+                lib.sm_defer_signals()
+                owner = Guarded(arena_, size)
+                self._owner, self._address = owner, owner.address
+            finally:
+                lib.sm_restore_signals()
         else:
             arena_.allocate_into(self, size)  # sets _owner and _address in one safe step
         if source is not None and size:
@@ -118,8 +124,8 @@ class SecureBytes:
         """``size`` bytes from the OS CSPRNG, written straight into locked memory."""
         secret = cls(size, arena=arena, guarded=guarded)
         if size and lib.sm_random(ffi.cast("void *", secret._address), size) != 0:
+            number = ffi.errno  # before close(), whose own C calls replace it
             secret.close()
-            number = ffi.errno
             raise KernelError(
                 number,
                 f"the operating system's random source failed: {errno_name(number)} "
@@ -235,11 +241,18 @@ class SecureBytes:
             self._owner = None
             return  # inherited from the parent across fork: its memory is not ours to free
         arena = self._arena
+        # _exporter stays set: cleared here, an interrupt before the release below
+        # would let a later close() free the slot under a live view.
         exporter = self._exporter() if self._exporter is not None else None
-        self._exporter = None
         if type(owner) is Guarded:
-            self._owner = None
-            owner.release(exporter)
+            # Signals held: an interrupt after _owner is cleared and before the wipe
+            # would leave the secret in memory with nothing left to wipe it.
+            try:
+                lib.sm_defer_signals()
+                self._owner = None
+                owner.release(exporter)
+            finally:
+                lib.sm_restore_signals()
             return
         # Wipe, then release. The arena clears _owner in the same step that
         # frees the slot, so a KeyboardInterrupt can never free it twice or lose it.
@@ -372,16 +385,15 @@ class SecureBytes:
 
     def _index(self, key: SupportsIndex) -> int:
         try:
-            index = operator.index(key)
+            given = operator.index(key)
         except TypeError:
             raise TypeError(
                 f"SecureBytes indices must be integers or slices, not {type(key).__name__}"
             ) from None
-        if index < 0:
-            index += self._size
+        index = given + self._size if given < 0 else given
         if not 0 <= index < self._size:
             raise IndexError(
-                f"SecureBytes index {operator.index(key)} is out of range for its "
+                f"SecureBytes index {given} is out of range for its "
                 f"{self._size} bytes (valid: {-self._size} to {self._size - 1})"
             )
         return index
