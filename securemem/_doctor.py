@@ -19,6 +19,7 @@ from securemem._arena import SIZE_CLASSES, Arena, Backend
 from securemem._errors import SecureMemoryError
 from securemem._hardening import core_dump_settings, holds_cap_ipc_lock, swap_devices
 from securemem._kernel import memlock_limits
+from securemem._native import lib
 from securemem._secretmem import secretmem_available
 from securemem._securebytes import SecureBytes
 
@@ -123,7 +124,6 @@ def examine(
     flags: list[str] = []
     error = None
     vmlck = None
-    page_size = 0
     # Policy "raise" first, for the error a user would get; then "allow", so that
     # the flags of a secret that could not be locked are reported all the same.
     for policy in ("raise", "allow"):
@@ -132,7 +132,6 @@ def examine(
             arena = Arena(
                 reserve_pages=0, region_pages=1, backend=backend, on_lock_failure=policy
             )
-            page_size = arena.page_size
             with SecureBytes(b"securemem doctor test secret", arena=arena) as secret:
                 mapping = _procfs.mapping_at(secret.address)
                 if mapping is not None:
@@ -143,10 +142,7 @@ def examine(
         except SecureMemoryError as exc:
             locked, vmlck = False, _procfs.process_locked_bytes()
             error = error or str(exc)
-    if not page_size:
-        from securemem._native import lib
-
-        page_size = int(lib.sm_page_size())
+    page_size = int(lib.sm_page_size())  # every backend maps in the system's pages
     cap = holds_cap_ipc_lock()
     core = core_dump_settings()
     swaps = swap_devices()

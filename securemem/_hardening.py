@@ -8,6 +8,7 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass
 
+from securemem import _procfs
 from securemem._errors import KernelError, errno_name
 from securemem._native import ffi, lib
 
@@ -76,14 +77,8 @@ def core_dump_settings() -> CoreDumpSettings:
 
 def holds_cap_ipc_lock() -> bool | None:
     """True when this process may lock memory past RLIMIT_MEMLOCK (Linux CAP_IPC_LOCK)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> CAP_IPC_LOCK & 1)
-    except OSError:
-        return None
-    return None
+    line = _procfs.status_line("CapEff")
+    return None if line is None else bool(int(line.split()[1], 16) >> CAP_IPC_LOCK & 1)
 
 
 @dataclass(frozen=True)

@@ -149,15 +149,15 @@ def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
         view = view.cast("B")
     address = int(ffi.cast("uintptr_t", ffi.from_buffer(view))) if view.nbytes else 0
     length = view.nbytes
-    for arena in list(_arenas):
-        for base, size in [*arena.mapped_ranges(), *list(arena.guarded_ranges.items())]:
-            if length and address < base + size and base < address + length:
-                view.release()
-                raise ValueError(
-                    "lock_memory() was given memory of a securemem arena (a SecureBytes "
-                    "or its view): it is locked already and its arena keeps its counts"
-                )
     if length:
+        for arena in list(_arenas):
+            for base, size in [*arena.mapped_ranges(), *arena.guarded_ranges.items()]:
+                if address < base + size and base < address + length:
+                    view.release()
+                    raise ValueError(
+                        "lock_memory() was given memory of a securemem arena (a SecureBytes "
+                        "or its view): it is locked already and its arena keeps its counts"
+                    )
         with _table_lock:
             _table(kernel).acquire(address, length)
     return LockedMemory(view, address, kernel)

@@ -62,13 +62,20 @@ def mapping_at(address: int, pid: int | str = "self") -> Mapping | None:
     return None
 
 
-def process_locked_bytes(pid: int | str = "self") -> int | None:
-    """VmLck from /proc/PID/status: the bytes this process has locked."""
+def status_line(name: str, pid: int | str = "self") -> str | None:
+    """The ``name:`` line of /proc/PID/status, or None where there is none to read."""
     try:
+        # errors="replace": the Name: line is the process's own, in any encoding.
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
             for line in status:
-                if line.startswith("VmLck:"):
-                    return _kib(line)
+                if line.startswith(f"{name}:"):
+                    return line
     except OSError:
         return None
     return None
+
+
+def process_locked_bytes(pid: int | str = "self") -> int | None:
+    """VmLck from /proc/PID/status: the bytes this process has locked."""
+    line = status_line("VmLck", pid)
+    return None if line is None else _kib(line)

@@ -175,7 +175,7 @@ def _read_line(
                     length = _erase_character(view, length, utf8=controls.utf8)
                     continue
                 if byte == controls.kill:
-                    view[: length + 1] = bytes(length + 1)  # zeros, not the secret
+                    buffer.wipe()  # the line so far and the kill byte; the rest is zero already
                     length = 0
                     continue
                 if byte == controls.eof:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import errno
 
-from securemem._errors import KernelError, MemoryLockError
+from securemem._errors import KernelError, MemoryLockError, errno_name
 from securemem._kernel import Advice, NativeKernel, kernel_failure
 from securemem._native import ffi, lib
 
@@ -54,9 +54,8 @@ def _probe() -> tuple[bool, str]:
     if pointer == ffi.NULL:
         number = ffi.errno
         if number in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            return False, f"memfd_secret is not available here ({errno.errorcode[number]}): " + (
-                REQUIREMENT
-            )
+            name = errno_name(number)
+            return False, f"memfd_secret is not available here ({name}): {REQUIREMENT}"
         # The call exists but the mapping was refused (the memlock limit, most
         # likely): the backend is there, it just cannot hold much.
         return True, ""

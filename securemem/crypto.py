@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from securemem._arena import Arena
-from securemem._securebytes import SecureBytes
+from securemem._securebytes import Buffer, SecureBytes, _as_byte_view
 
 __all__ = [
     "aead",
@@ -53,7 +53,6 @@ __all__ = [
     "private_key_bytes",
 ]
 
-Buffer = Any  # bytes, bytearray, memoryview, SecureBytes: anything with the buffer protocol
 AEAD = TypeVar("AEAD")
 _TAG_LENGTH = 16  # every AEAD in cryptography except AESCCM built with a shorter tag_length
 _BUFFER_SIZE = re.compile(r"buffer must be (\d+) bytes")
@@ -66,14 +65,6 @@ class _AEADLike(Protocol):
 
 class _KDFLike(Protocol):
     def derive_into(self, key_material: Any, buffer: Any) -> int: ...
-
-
-def _view(data: Buffer) -> memoryview:
-    """A flat byte view: SecureBytes through .view(), anything else through memoryview."""
-    if isinstance(data, SecureBytes):
-        return data.view()
-    view = memoryview(data)
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 def aead(algorithm: type[AEAD], key: SecureBytes, **options: Any) -> AEAD:
@@ -102,25 +93,27 @@ def aead(algorithm: type[AEAD], key: SecureBytes, **options: Any) -> AEAD:
 
 def _aead_arguments(
     cipher: _AEADLike, nonce: Buffer | None, associated_data: Any
-) -> tuple[Any, ...]:
+) -> tuple[tuple[Any, ...], Any]:
+    """(the arguments before the data, the associated data) for ``*_into``."""
     if isinstance(cipher, AESSIV):
         # AES-SIV takes no nonce argument: RFC 5297 (section 3) passes a nonce as the last
         # component of the associated-data vector, so that is where it goes.
         parts: list[Any]
         if associated_data is None:
             parts = []
+        # A vector of items; a memoryview is one item, though it is a registered Sequence.
         elif isinstance(associated_data, Sequence) and not isinstance(
-            associated_data, (bytes, bytearray)
+            associated_data, (bytes, bytearray, memoryview)
         ):
             parts = list(associated_data)
         else:
             parts = [associated_data]
         if nonce is not None:
             parts.append(nonce)
-        return (parts or None,)
+        return (), parts or None
     if nonce is None:
         raise TypeError(f"{type(cipher).__name__} needs a nonce")
-    return (nonce, associated_data)
+    return (nonce,), associated_data
 
 
 def encrypt(
@@ -138,11 +131,11 @@ def encrypt(
     ``tag_length`` matters only for an ``AESCCM`` built with a shorter tag. For ``AESSIV``
     ``nonce`` may be ``None``; if given, it is passed as the last associated-data item.
     """
-    source = _view(plaintext)
+    leading, associated = _aead_arguments(cipher, nonce, associated_data)
+    source = _as_byte_view(plaintext)
     output = bytearray(source.nbytes + tag_length)
-    arguments = _aead_arguments(cipher, nonce, associated_data)
     try:
-        cipher.encrypt_into(*arguments[:-1], source, arguments[-1], output)
+        cipher.encrypt_into(*leading, source, associated, output)
     except ValueError as error:
         raise _explain_size(error, "encrypt") from None
     finally:
@@ -165,18 +158,16 @@ def decrypt_into(
     """
     if not isinstance(out, SecureBytes):
         raise TypeError(f"decrypt_into() writes into a SecureBytes, not {type(out).__name__}")
-    arguments = _aead_arguments(cipher, nonce, associated_data)
+    leading, associated = _aead_arguments(cipher, nonce, associated_data)
     target = out.view()
     try:
-        cipher.decrypt_into(*arguments[:-1], data, arguments[-1], target)
-    except InvalidTag:
+        cipher.decrypt_into(*leading, data, associated, target)
+    except BaseException as error:
+        # InvalidTag: the unauthenticated plaintext is in the buffer; any other failure
+        # (KeyboardInterrupt mid-call included) may have left part of one there.
         out.wipe()
-        raise
-    except ValueError as error:
-        out.wipe()
-        raise _explain_size(error, "decrypt") from None
-    except BaseException:
-        out.wipe()  # KeyboardInterrupt mid-call: the buffer may hold part of a plaintext
+        if isinstance(error, ValueError):
+            raise _explain_size(error, "decrypt") from None
         raise
     finally:
         target.release()
@@ -197,7 +188,7 @@ def decrypt(
     unauthenticated plaintext cryptography wrote is wiped and released first.
     ``tag_length`` matters only for an ``AESCCM`` built with a shorter tag.
     """
-    size = _view(data).nbytes - tag_length
+    size = _as_byte_view(data).nbytes - tag_length
     if size < 0:
         raise InvalidTag  # shorter than a tag: cannot be authentic (what cryptography does)
     plaintext = SecureBytes(size, arena=arena)
@@ -234,22 +225,19 @@ def derive(
     """
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"length must be a positive int (the KDF's length), not {length!r}")
-    material = _view(key_material)
+    material = _as_byte_view(key_material)
     try:
         derived = SecureBytes(length, arena=arena)
         try:
             with derived.view() as target:
                 kdf.derive_into(material, target)
-        except ValueError as error:
+        except BaseException as error:
             derived.close()
-            if _BUFFER_SIZE.search(str(error)):
+            if isinstance(error, ValueError) and _BUFFER_SIZE.search(str(error)):
                 raise ValueError(
                     f"length={length} does not match the KDF ({error}); pass the length the "
                     f"{type(kdf).__name__} was built with (the KDF is used up now: build a new one)"
                 ) from None
-            raise
-        except BaseException:
-            derived.close()
             raise
         return derived
     finally:
@@ -289,8 +277,11 @@ def load_private_key(
     if encoding == "pem" and der is None:
         loader = serialization.load_pem_private_key  # legacy headers: cryptography decodes
     source = (der if der is not None else data).view()
-    secret = password.view() if password is not None else None
+    secret = None
     try:
+        # Inside the try: a closed password must not leave `der` (the decoded key) open.
+        if password is not None:
+            secret = password.view()
         # cryptography's stubs say `bytes | None`, but the Rust side takes any buffer.
         return loader(
             source,
@@ -321,7 +312,6 @@ def _pem_to_der(pem: SecureBytes, arena: Arena | None) -> SecureBytes | None:
     """
     view = pem.view()
     try:
-        size = view.nbytes
         begin = _find_line(view, b"-----BEGIN ", 0)
         if begin < 0:
             raise ValueError(
@@ -343,7 +333,7 @@ def _pem_to_der(pem: SecureBytes, arena: Arena | None) -> SecureBytes | None:
         der = SecureBytes(sextets * 6 // 8, arena=arena)
         with der.view() as out:
             written = position = previous = 0
-            for index in range(body, min(end, size)):
+            for index in range(body, end):
                 value = _BASE64[view[index]]
                 if value == 0xFF:
                     continue
@@ -403,8 +393,10 @@ def private_key_bytes(
     else:
         # Unavoidable: cryptography checks isinstance(password, bytes). See the docstring.
         encryption = serialization.BestAvailableEncryption(bytes(password.view()))
-    serialised = key.private_bytes(encoding, format, encryption)
     try:
-        return SecureBytes(serialised, arena=arena)
+        # The serialised key is only ever a temporary, dropped as soon as it is copied.
+        return SecureBytes(key.private_bytes(encoding, format, encryption), arena=arena)
     finally:
-        del serialised, encryption
+        # Drop the password copy now, even when private_bytes fails: a traceback would
+        # otherwise keep this frame, and the `bytes` in it, alive.
+        del encryption

@@ -41,6 +41,8 @@ from typing import Literal
 from securemem._errors import KernelError, SecureMemoryError, errno_name
 from securemem._hardening import holds_cap_ipc_lock
 from securemem._kernel import Advice, NativeKernel, Protection, kernel_failure
+from securemem._native import ffi
+from securemem._pagelocks import _runs
 
 __all__ = ["SYSTEMS", "AioRequest", "SimulatedCall", "SimulatedKernel", "unprivileged_command"]
 
@@ -97,12 +99,11 @@ class AioRequest:
 class _Backing:
     """Real memory behind one simulated mapping."""
 
-    __slots__ = ("length", "pages", "real_base", "real_length")
+    __slots__ = ("pages", "real_base", "real_length")
 
-    def __init__(self, real_base: int, real_length: int, length: int, pages: set[int]) -> None:
+    def __init__(self, real_base: int, real_length: int, pages: set[int]) -> None:
         self.real_base = real_base
         self.real_length = real_length
-        self.length = length
         self.pages = pages  # simulated pages of this backing still mapped
 
 
@@ -224,7 +225,7 @@ class SimulatedKernel:
             # Test secrets are still secrets: keep them out of core dumps for real.
             self._real.advise(real_base, length + slack, "dontdump")
             pages = set(range(base, base + length, size))
-            self._backings[base] = _Backing(real_base, length + slack, length, pages)
+            self._backings[base] = _Backing(real_base, length + slack, pages)
             self._mapped.update(pages)
             self._log("mmap", base, length)
             return base
@@ -345,8 +346,6 @@ class SimulatedKernel:
         return self._system == "freebsd"
 
     def _fingerprint(self, address: int, length: int) -> bytes:
-        from securemem._native import ffi
-
         data = ffi.buffer(ffi.cast("char *", address), length)
         return hashlib.sha256(data).digest()
 
@@ -461,13 +460,7 @@ class SimulatedKernel:
     def mapped_ranges(self) -> list[tuple[int, int]]:
         """(address, length) of every run of mapped pages, ascending."""
         with self._mutex:
-            runs: list[tuple[int, int]] = []
-            for page in sorted(self._mapped):
-                if runs and runs[-1][0] + runs[-1][1] == page:
-                    runs[-1] = (runs[-1][0], runs[-1][1] + self._page_size)
-                else:
-                    runs.append((page, self._page_size))
-            return runs
+            return _runs(sorted(self._mapped), self._page_size)
 
     def advice(self, page: int) -> frozenset[str]:
         """The advice given for the page that holds ``page``."""
