@@ -9,6 +9,7 @@ locked (the reserve aside) and lock counts equal to the kernel's locked pages.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -21,18 +22,17 @@ with atheris.instrument_imports():
     import securemem
     from fuzz.program import run_program
 
+from tests.conftest import assert_locks_match_kernel  # the test suite's own check
+
 ARENA = securemem.Arena(region_pages=8, reserve_pages=2)
 
 
 def test_one_input(data: bytes) -> None:
     run_program(data, ARENA)
-    stats = ARENA.stats()
-    if stats.allocations:
-        import gc
-
+    if ARENA.stats().allocations:
         gc.collect()
-        stats = ARENA.stats()
-    assert stats.allocations == 0, "a secret outlived its program"
+    assert ARENA.stats().allocations == 0, "a secret outlived its program"
+    assert_locks_match_kernel(ARENA)
 
 
 if __name__ == "__main__":

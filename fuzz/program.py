@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import copy
 import gc
+from collections import Counter
 from typing import Any
 
-import securemem
-from securemem import Arena, SecureBytes, SecureMemoryError
+from securemem import Arena, SecureBytes, SecureBytesClosedError, SecureMemoryError
 
 EXPECTED_ERRORS = (TypeError, ValueError, IndexError, SecureMemoryError)
+OPERATIONS = 14
 BAD_SIZES: list[Any] = [-1, -(2**40), "12", None, 1.5, True, object(), 2**70, b"", [3]]
 BAD_VALUES: list[Any] = [-1, 256, 1000, "a", None, 2.0, b"x", False]
 
@@ -42,26 +43,28 @@ class _Reader:
         return chunk.ljust(size, b"\x01")
 
 
-def run_program(data: bytes, arena: Arena) -> int:
-    """Run the program; return how many operations ran. Raises AssertionError on a bug."""
+def run_program(data: bytes, arena: Arena) -> Counter[int]:
+    """Run the program; return how often each operation ran (with a secret to act on, where
+    it needs one; a documented exception counts). Raises AssertionError on a bug."""
     read = _Reader(data)
     live: list[tuple[SecureBytes, bytearray]] = []
     closed: list[SecureBytes] = []
-    operations = 0
+    ran: Counter[int] = Counter()
     try:
         while True:
-            operation = read.byte() % 14
-            operations += 1
+            operation = read.byte() % OPERATIONS
             try:
-                _step(operation, read, live, closed, arena)
+                acted = _step(operation, read, live, closed, arena)
             except EXPECTED_ERRORS as error:
+                acted = True
                 _check_message(str(error), live)
+            ran[operation] += acted
     except EOFError:
         pass
     for secret, shadow in live:
         assert secret == shadow, "a secret no longer matches what was written to it"
         secret.close()
-    return operations
+    return ran
 
 
 def _check_message(text: str, live: list[tuple[SecureBytes, bytearray]]) -> None:
@@ -80,37 +83,38 @@ def _step(
     live: list[tuple[SecureBytes, bytearray]],
     closed: list[SecureBytes],
     arena: Arena,
-) -> None:
+) -> bool:
+    """Run one operation; False when it found nothing to act on."""
     if operation == 0:  # allocate by size, sometimes a bad one
         choice = read.byte()
         size: Any = BAD_SIZES[choice % len(BAD_SIZES)] if choice >= 230 else read.number(20_000)
         secret = SecureBytes(size, arena=arena)
         live.append((secret, bytearray(size)))
-        return
+        return True
     if operation == 1:  # allocate from a buffer
         blob = read.blob(5000)
         live.append((SecureBytes(blob, arena=arena), bytearray(blob)))
-        return
-    if operation == 11:  # use after close: must be a clear ValueError, never a crash
-        if closed:
-            secret = closed[read.number(len(closed))]
-            try:
-                secret[0] = 1
-            except ValueError:
-                pass
-            else:
-                raise AssertionError("writing to a closed SecureBytes succeeded")
-        return
+        return True
+    if operation == 11:  # use after close: must be a clear error, never a crash
+        if not closed:
+            return False
+        secret = closed[read.number(len(closed))]
+        try:
+            secret[0] = 1
+        except SecureBytesClosedError:
+            return True
+        except Exception as error:
+            raise AssertionError(f"use after close raised {error!r}") from error
+        raise AssertionError("writing to a closed SecureBytes succeeded")
     if operation == 12:
         gc.collect()
-        return
-    if operation == 13:
-        stats = securemem.stats()
-        assert stats.allocations >= 0 and stats.locked_bytes >= 0
-        return
+        return True
+    if operation == 13:  # the arena counts exactly the secrets still open
+        assert arena.stats().allocations == len(live), "the arena's count of secrets is off"
+        return True
     index = _pick(read, live)
     if index < 0:
-        return
+        return False
     secret, shadow = live[index]
     if operation == 2:  # write one byte, index and value possibly bad
         position = read.number(len(shadow) + 4) - 2
@@ -160,3 +164,4 @@ def _step(
         text = repr(duplicate)
         assert text == f"<SecureBytes size={len(shadow)} open>"
         duplicate.close()
+    return True

@@ -49,7 +49,7 @@ def random_programs(count: int) -> tuple[int, int, int]:
     for _ in range(count):
         program = rng.randbytes(rng.randrange(1, 600))
         try:
-            operations += run_program(program, arena)
+            operations += run_program(program, arena).total()
         except AssertionError:
             failures += 1
     gc.collect()

@@ -14,26 +14,38 @@ from typing import Any
 import pytest
 from securemem._native import ffi
 
-from securemem import Arena, _procfs
+from securemem import Arena, SecureBytes, _procfs
 from securemem._arena import default_arena
 from securemem.testing import unprivileged_command
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a child Python that imports this checkout's securemem and tests."""
+    return dict(os.environ, PYTHONPATH=str(REPO))
+
+
 def run_python(
-    code: str, *, memlock: int | None = None, timeout: float = 120
+    code: str,
+    *args: str,
+    memlock: int | None = None,
+    timeout: float = 120,
+    stdin: str | None = None,
+    new_session: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter, unprivileged under ``memlock`` when given."""
+    """Run ``code`` with ``args`` in a fresh interpreter, unprivileged under ``memlock`` when
+    given; ``new_session``: without a controlling terminal, as under cron or CI."""
     prefix = unprivileged_command(memlock) if memlock is not None else []
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(
-        [*prefix, sys.executable, "-c", textwrap.dedent(code)],
+        [*prefix, sys.executable, "-c", textwrap.dedent(code), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env=child_env(),
         cwd=REPO,
+        start_new_session=new_session,
         check=False,
     )
 
@@ -67,6 +79,20 @@ def kernel_locked_pages(arena: Arena) -> set[int]:
 def assert_locks_match_kernel(arena: Arena) -> None:
     """Invariant 1: a page is locked exactly when the arena holds a lock count on it."""
     assert kernel_locked_pages(arena) == set(arena.locked_pages())
+
+
+def close_checked(secret: SecureBytes, expected: bytes, failures: list[str], who: str) -> None:
+    """Close ``secret``; first note in ``failures`` (for a thread to report) a changed byte."""
+    if secret != expected:
+        failures.append(f"{who}: a secret was corrupted")
+    secret.close()
+
+
+def assert_arena_empty(arena: Arena) -> None:
+    """Every secret of ``arena`` is closed, and its locks agree with the kernel."""
+    stats = arena.stats()
+    assert stats.allocations == 0 and stats.in_use_bytes == 0
+    assert_locks_match_kernel(arena)
 
 
 @pytest.fixture

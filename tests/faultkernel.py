@@ -8,7 +8,7 @@ arena left behind.
 from __future__ import annotations
 
 import errno
-from collections import Counter
+from collections import Counter, defaultdict
 
 from securemem._kernel import Advice, NativeKernel, Protection, kernel_failure
 
@@ -25,11 +25,13 @@ MANUAL_ERRNOS: dict[str, tuple[int, ...]] = {
 
 
 class FaultInjectingKernel(NativeKernel):
-    """Counts calls by name; the ``fail_at``-th call of ``fail_call`` fails with ``number``."""
+    """Counts calls by name (and logs their lengths); the ``fail_at``-th call of ``fail_call``
+    fails with ``number``."""
 
     def __init__(self, fail_call: str | None = None, fail_at: int = 0, number: int = 0) -> None:
         super().__init__()
         self.calls: Counter[str] = Counter()
+        self.lengths: defaultdict[str, list[int]] = defaultdict(list)  # each call's length
         self.fail_call, self.fail_at, self.number = fail_call, fail_at, number
         self.injected = False
         self.injected_in_child = False  # a forked child failed the call (it reports back)
@@ -37,6 +39,7 @@ class FaultInjectingKernel(NativeKernel):
 
     def _tick(self, call: str, length: int) -> None:
         self.calls[call] += 1
+        self.lengths[call].append(length)
         if call == self.fail_call and self.calls[call] == self.fail_at:
             self.injected = True
             raise kernel_failure(call, self.number, length, self)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from securemem._native import ffi
 
+from securemem import SecureBytes
+
 # Letters and digits only: a marker can be typed through a terminal without any byte having a
 # meaning to the line discipline (erase, kill, interrupt, end of line, ...).
 ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -138,6 +140,16 @@ class Marker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def assert_only_in_and_gone_after_close(secret: SecureBytes) -> None:
+    """The bytes of ``secret`` are nowhere in this process but in it, and nowhere once it is
+    closed (this closes it)."""
+    with Marker.copy_of(secret.view()) as marker:
+        assert marker.scan().found == [secret.address], "a copy outside the secret"
+        secret.close()
+        result = marker.scan()
+        assert result.found == [], f"copies remain at {result.describe()}"
 
 
 def _buffer_range(buffer: mmap.mmap) -> tuple[int, int]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, child_env
 
 EXAMPLES = REPO / "examples"
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
+ENV = child_env()
 
 
 def run_without_terminal(script: str, *args: str, stdin: bytes = b"") -> str:

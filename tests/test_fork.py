@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+import securemem
+from securemem import SecureBytes
+from securemem._secretmem import secretmem_available
 from tests.conftest import run_json
 
 FORK = """
@@ -70,8 +75,6 @@ print(json.dumps({
 @pytest.mark.parametrize("backend", ["anonymous", "secretmem"])
 def test_child_reads_zeros_reports_closed_and_locks_its_own(backend: str) -> None:
     if backend == "secretmem":
-        from securemem._secretmem import secretmem_available
-
         available, reason = secretmem_available()
         if not available:
             pytest.skip(reason)
@@ -103,11 +106,6 @@ def test_child_reads_zeros_reports_closed_and_locks_its_own(backend: str) -> Non
 
 def test_fork_in_the_test_process_leaves_the_parent_arena_consistent() -> None:
     # The hook runs only in children; the parent's bookkeeping must not move.
-    import os
-
-    import securemem
-    from securemem import SecureBytes
-
     before = securemem.stats()
     secret = SecureBytes(b"stays")
     pid = os.fork()
@@ -137,11 +135,17 @@ def test_without_wipe_on_fork_the_child_wipes_inherited_pages_itself() -> None:
         arena = Arena(kernel=NoWipeOnFork())
         small = SecureBytes(b"s" * 16, arena=arena)
         large = SecureBytes(b"L" * 9000, arena=arena)
-        spots = [(small.address, 16), (large.address, 9000)]
+        # Guarded secrets have mappings of their own; one the parent made unreadable.
+        guarded = SecureBytes(b"g" * 40, arena=arena, guarded=True)
+        hidden = SecureBytes(b"h" * 40, arena=arena, guarded=True)
+        hidden.protect("noaccess")
+        spots = [(small.address, 16), (large.address, 9000), (guarded.address, 40),
+                 (hidden.address, 40)]
         pid = os.fork()
         if pid == 0:
+            # (the child's hook opened `hidden` for its wipe, so reading it cannot fault)
             zero = all(bytes(ffi.buffer(ffi.cast("char *", a), n)) == bytes(n) for a, n in spots)
-            os._exit(0 if zero and small.closed else 1)
+            os._exit(0 if zero and small.closed and guarded.closed else 1)
         _, status = os.waitpid(pid, 0)
         print(json.dumps({"status": status, "parent": small == b"s" * 16}))
         """

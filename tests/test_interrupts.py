@@ -57,6 +57,7 @@ def sigint_storm(interrupts_wanted: int = INTERRUPTS) -> dict[str, int]:
             previous_hook(unraisable)
 
     kept: list[tuple[SecureBytes, bytes]] = []
+    old: SecureBytes | None = None  # the secret popped from `kept` last, to close
     interrupts = operations = 0
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
     sys.unraisablehook = record
@@ -84,6 +85,11 @@ def sigint_storm(interrupts_wanted: int = INTERRUPTS) -> dict[str, int]:
         thread.join()
         signal.signal(signal.SIGINT, previous_handler)
         sys.unraisablehook = previous_hook
+    # A close() cut short leaves its secret open (its bytes perhaps wiped already): finish
+    # it, or the local `old` would keep its slot allocated. (Earlier ones were finished by
+    # their finalisers when `old` moved on.)
+    if old is not None:
+        old.close()
     gc.collect()
     for secret, pattern in kept:
         if not secret.closed:
@@ -111,5 +117,4 @@ def sigint_storm(interrupts_wanted: int = INTERRUPTS) -> dict[str, int]:
 
 
 def test_sigint_storm_leaves_the_arena_consistent() -> None:
-    figures = sigint_storm()
-    assert figures["interrupts"] == INTERRUPTS
+    sigint_storm()  # it checks the arena itself; the loop runs until INTERRUPTS landed

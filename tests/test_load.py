@@ -11,7 +11,7 @@ import random
 import threading
 
 from securemem import Arena, SecureBytes
-from tests.conftest import assert_locks_match_kernel, run_json
+from tests.conftest import assert_arena_empty, close_checked, run_json
 
 THREADS = 8
 ROUNDS = 2500
@@ -49,21 +49,13 @@ def test_threads_racing_with_gc_and_cross_thread_close() -> None:
             else:
                 mine.append((secret, pattern))
             if len(mine) > 20:
-                old, expected = mine.pop(rng.randrange(len(mine)))
-                if old != expected:
-                    failures.append(f"producer {number}: a secret was corrupted")
-                old.close()
+                close_checked(*mine.pop(rng.randrange(len(mine))), failures, f"producer {number}")
         for secret, expected in mine:
-            if secret != expected:
-                failures.append(f"producer {number}: a secret was corrupted")
-            secret.close()
+            close_checked(secret, expected, failures, f"producer {number}")
 
     def closer() -> None:
         while (item := handoff.get()) is not None:
-            secret, expected = item
-            if secret != expected:
-                failures.append("closer: a handed-off secret was corrupted")
-            secret.close()
+            close_checked(*item, failures, "closer")
 
     def collector() -> None:
         # A pause between collections: gc.collect() holds the GIL throughout, and
@@ -84,8 +76,7 @@ def test_threads_racing_with_gc_and_cross_thread_close() -> None:
         thread.join()
     gc.collect()
     assert failures == []
-    assert arena.stats().allocations == 0 and arena.stats().in_use_bytes == 0
-    assert_locks_match_kernel(arena)
+    assert_arena_empty(arena)
     arena.release_reserve()
     assert arena.locked_pages() == {} and arena.mapped_ranges() == []
 

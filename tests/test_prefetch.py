@@ -17,10 +17,11 @@ import threading
 import pytest
 from securemem._native import ffi
 
-from securemem import Arena, KernelError, MemoryLockError, SecureBytes
+from securemem import Arena, KernelError, MemoryLockError, SecureBytes, _prefetch
 from securemem._kernel import NativeKernel, supports_async_lock
 from securemem.testing import SimulatedKernel
-from tests.conftest import REPO, assert_locks_match_kernel
+from tests.conftest import REPO, assert_locks_match_kernel, run_json
+from tests.faultkernel import FaultInjectingKernel
 from tests.simulated import assert_arena_matches_kernel, assert_nothing_left
 
 PAGE = 4096
@@ -54,7 +55,8 @@ def test_native_kernel_on_linux_has_no_aio_and_uses_a_thread() -> None:
 
 
 def test_real_kernel_thread_mode() -> None:
-    arena = Arena(prefetch=True, region_pages=8, reserve_pages=2)
+    kernel = FaultInjectingKernel()  # the real kernel; it logs each call's length
+    arena = Arena(kernel=kernel, prefetch=True, region_pages=8, reserve_pages=2)
     secrets = []
     for index in range(120):
         secrets.append(SecureBytes(bytes([index % 250 + 1]) * 1024, arena=arena))
@@ -63,6 +65,8 @@ def test_real_kernel_thread_mode() -> None:
     assert arena.prefetcher is not None
     counters = arena.prefetcher.counters()
     assert counters["adopted"] >= 3 and counters["failed"] == 0
+    # a prefetched region was locked in one call: 8 usable pages
+    assert 8 * arena.page_size in kernel.lengths["mlock"]
     assert all(s == bytes([i % 250 + 1]) * 1024 for i, s in enumerate(secrets))
     for secret in secrets:
         secret.close()
@@ -72,7 +76,7 @@ def test_real_kernel_thread_mode() -> None:
     assert_locks_match_kernel(arena)
 
 
-@pytest.mark.parametrize("system", ["linux", "openbsd", "qnx"])
+@pytest.mark.parametrize("system", ["openbsd", "qnx"])  # Linux: test_real_kernel_thread_mode
 def test_simulated_thread_mode(system: str) -> None:
     kernel = SimulatedKernel(system, superuser=True)
     arena = Arena(kernel=kernel, prefetch=True, region_pages=4, reserve_pages=1)
@@ -204,13 +208,24 @@ def test_release_reserve_cancels_a_pending_prefetch() -> None:
 
 
 def test_prefetch_is_skipped_when_the_region_would_not_fit_the_limit() -> None:
-    kernel = SimulatedKernel("linux", memlock_limit=64 * 1024)
-    arena = Arena(kernel=kernel, prefetch=True)  # a region is 248 KiB of usable pages
-    secrets = [SecureBytes(64, arena=arena) for _ in range(500)]
-    assert arena.prefetcher is not None and arena.prefetcher.counters()["started"] == 0
-    for secret in secrets:
-        secret.close()
-    assert_nothing_left(arena)
+    result = run_json(
+        """
+        import json
+        from securemem import Arena, SecureBytes, _procfs
+        arena = Arena(prefetch=True)  # a region is 248 KiB of usable pages
+        secrets = [SecureBytes(64, arena=arena) for _ in range(500)]
+        started = arena.prefetcher.counters()["started"]
+        intact = all(secret == bytes(64) for secret in secrets)
+        for secret in secrets:
+            secret.close()
+        arena.release_reserve()
+        print(json.dumps({"started": started, "intact": intact,
+                          "locked": len(arena.locked_pages()), "mapped": arena.mapped_ranges(),
+                          "vmlck": _procfs.process_locked_bytes()}))
+        """,
+        memlock=64 * 1024,
+    )
+    assert result == {"started": 0, "intact": True, "locked": 0, "mapped": [], "vmlck": 0}
 
 
 def test_a_refused_prefetch_never_reaches_the_user() -> None:
@@ -223,6 +238,25 @@ def test_a_refused_prefetch_never_reaches_the_user() -> None:
     with pytest.raises(MemoryLockError):
         SecureBytes(1, arena=Arena(kernel=kernel, prefetch=True))
     assert_nothing_left(arena)
+
+
+def test_no_thread_for_prefetch_never_reaches_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process at its thread limit: starting the background lock fails. The
+    # allocation must still succeed, and no later one may wait for that job.
+    def refuse(*_: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_prefetch._thread, "start_new_thread", refuse)
+    arena = Arena(prefetch=True, region_pages=4, reserve_pages=0)
+    secrets = [SecureBytes(bytes([n + 1]) * 1024, arena=arena) for n in range(40)]
+    assert arena.prefetcher is not None
+    assert arena.prefetcher.counters()["failed"] >= 1
+    assert all(s == bytes([n + 1]) * 1024 for n, s in enumerate(secrets))
+    assert_locks_match_kernel(arena)
+    for secret in secrets:
+        secret.close()
+    arena.release_reserve()
+    assert arena.locked_pages() == {} and arena.mapped_ranges() == []
 
 
 # -- the simulated aio queue against the manual ---------------------------------
@@ -283,8 +317,6 @@ def test_benchmark_runs_in_its_quick_mode() -> None:
 
 
 def test_a_forked_child_never_adopts_the_parents_prefetched_region() -> None:
-    from tests.conftest import run_json
-
     result = run_json(
         """
         import json, os, securemem

@@ -20,8 +20,8 @@ import pytest
 import securemem
 from securemem import InsecureFileWarning, SecureBytes
 from securemem._secretinput import IUTF8
-from tests.conftest import REPO
-from tests.memscan import Marker
+from tests.conftest import REPO, child_env, run_python
+from tests.memscan import Marker, assert_only_in_and_gone_after_close
 
 PROMPT = "Secret please: "
 
@@ -71,7 +71,7 @@ class PtyChild:
             pass_fds=(self._write_end,),
             start_new_session=True,
             cwd=REPO,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            env=child_env(),
         )
         os.close(self._write_end)
         self.output = b""
@@ -123,6 +123,12 @@ class PtyChild:
         os.close(self.master)
         os.close(self.slave)
 
+    def __enter__(self) -> PtyChild:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def marker() -> Iterator[Marker]:
@@ -133,8 +139,7 @@ def marker() -> Iterator[Marker]:
 def test_getpass_reads_from_the_terminal_with_echo_off_and_leaves_no_copy(
     marker: Marker,
 ) -> None:
-    child = PtyChild(marker)
-    try:
+    with PtyChild(marker) as child:
         echo_before = child.lflag() & termios.ECHO
         child.wait_for(PROMPT.encode())
         during = child.lflag()
@@ -153,13 +158,10 @@ def test_getpass_reads_from_the_terminal_with_echo_off_and_leaves_no_copy(
         # Nothing the user typed was echoed back to the terminal.
         assert child.output.count(PROMPT.encode()) == 1
         assert bytes(marker.view()[:4]) not in child.output
-    finally:
-        child.close()
 
 
 def test_getpass_restores_the_terminal_after_ctrl_c(marker: Marker) -> None:
-    child = PtyChild(marker)
-    try:
+    with PtyChild(marker) as child:
         child.wait_for(PROMPT.encode())
         assert not child.lflag() & termios.ECHO
         child.type(marker.view()[:5])
@@ -167,60 +169,47 @@ def test_getpass_restores_the_terminal_after_ctrl_c(marker: Marker) -> None:
         assert child.result() == {"error": "KeyboardInterrupt"}
         assert child.lflag() & termios.ECHO, "Ctrl-C left the terminal with echo off"
         assert child.lflag() & termios.ICANON
-    finally:
-        child.close()
 
 
 def test_getpass_ctrl_d_on_an_empty_line_is_eof(marker: Marker) -> None:
-    child = PtyChild(marker)
-    try:
+    with PtyChild(marker) as child:
         child.wait_for(PROMPT.encode())
         child.type(b"\x04")
         assert child.result() == {"error": "EOFError"}
         assert child.lflag() & termios.ECHO
-    finally:
-        child.close()
+        assert child.lflag() & termios.ICANON
 
 
 def test_getpass_backspace_erases_a_whole_utf8_character() -> None:
-    with Marker(8) as marker:
-        child = PtyChild(marker)
-        try:
-            attributes = termios.tcgetattr(child.slave)
-            attributes[0] |= IUTF8
-            termios.tcsetattr(child.slave, termios.TCSANOW, attributes)
-            child.wait_for(PROMPT.encode())
-            child.type(marker.view()[:4])
-            child.type("é".encode() + b"\x7f")  # two bytes, one character, one backspace
-            child.type(marker.view()[4:])
-            child.type(b"\n")
-            result = child.result()
-            assert result["matches"] is True, result
-        finally:
-            child.close()
+    with Marker(8) as marker, PtyChild(marker) as child:
+        attributes = termios.tcgetattr(child.slave)
+        attributes[0] |= IUTF8
+        termios.tcsetattr(child.slave, termios.TCSANOW, attributes)
+        child.wait_for(PROMPT.encode())
+        child.type(marker.view()[:4])
+        child.type("é".encode() + b"\x7f")  # two bytes, one character, one backspace
+        child.type(marker.view()[4:])
+        child.type(b"\n")
+        result = child.result()
+        assert result == {"length": marker.length, "matches": True, "found": ""}, result
 
 
 def test_getpass_refuses_more_than_max_size(marker: Marker) -> None:
-    child = PtyChild(marker, max_size=8)
-    try:
+    with PtyChild(marker, max_size=8) as child:
         child.wait_for(PROMPT.encode())
         child.type(marker.view())
         child.type(b"\r")
         assert child.result() == {"error": "ValueError"}
         assert child.lflag() & termios.ECHO
-    finally:
-        child.close()
+        assert child.lflag() & termios.ICANON
 
 
 def test_getpass_accepts_exactly_max_size_bytes(marker: Marker) -> None:
-    child = PtyChild(marker, max_size=marker.length)
-    try:
+    with PtyChild(marker, max_size=marker.length) as child:
         child.wait_for(PROMPT.encode())
         child.type(marker.view())
         child.type(b"\r")
         assert child.result() == {"length": marker.length, "matches": True, "found": ""}
-    finally:
-        child.close()
 
 
 def test_os_read_would_leave_a_fresh_bytes_object_per_key_press() -> None:
@@ -239,17 +228,11 @@ def test_os_read_would_leave_a_fresh_bytes_object_per_key_press() -> None:
 
 
 def test_random_is_written_only_into_locked_memory() -> None:
-    secret = SecureBytes.random(32)
-    with Marker.copy_of(secret.view()) as marker:
-        assert marker.scan().found == [secret.address]
-        secret.close()
-        result = marker.scan()
-        assert result.found == [], result.describe()
+    assert_only_in_and_gone_after_close(SecureBytes.random(32))
 
 
 def test_getpass_without_a_terminal_warns_and_reads_stdin(marker: Marker) -> None:
-    code = textwrap.dedent(
-        """
+    code = """
         import json, sys, warnings
         import securemem
         from tests.memscan import Marker
@@ -262,17 +245,14 @@ def test_getpass_without_a_terminal_warns_and_reads_stdin(marker: Marker) -> Non
         print(json.dumps({"warnings": [w.category.__name__ for w in caught],
                           "matches": matches, "found": marker.scan().describe()}))
         """
-    )
     # A new session has no controlling terminal: opening /dev/tty fails, as under cron.
-    process = subprocess.run(
-        [sys.executable, "-c", code, str(marker.seed), str(marker.length)],
-        input=bytes(marker.view()) + b"\nnext line\n",
-        capture_output=True,
-        start_new_session=True,
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    process = run_python(
+        code,
+        str(marker.seed),
+        str(marker.length),
+        stdin=bytes(marker.view()).decode() + "\nnext line\n",
+        new_session=True,
         timeout=60,
-        check=False,
     )
     assert process.returncode == 0, process.stderr
     assert json.loads(process.stdout) == {
@@ -280,7 +260,7 @@ def test_getpass_without_a_terminal_warns_and_reads_stdin(marker: Marker) -> Non
         "matches": True,
         "found": "",
     }
-    assert b"Password: " in process.stderr
+    assert "Password: " in process.stderr
 
 
 def test_getpass_rejects_a_bad_max_size() -> None:

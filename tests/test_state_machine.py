@@ -1,9 +1,10 @@
-"""A hypothesis state machine over the arena on the real kernel.
+"""A hypothesis state machine over the arena on the real kernel, prefetching or not.
 
 Random sizes are allocated, filled with a per-secret pattern, viewed, wiped,
-closed and dropped in random order; after every step each live secret still
-holds its pattern, no two secrets overlap, and the pages the kernel reports
-locked are exactly those the arena counts.
+closed and dropped, and the reserve released, in random order; after every step
+each live secret still holds its pattern and sits on pages the kernel reports
+locked, no two secrets overlap, and the pages the kernel reports locked are
+exactly those the arena counts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from securemem import Arena, SecureBytes
-from tests.conftest import assert_locks_match_kernel
+from tests.simulated import assert_arena_matches_kernel, assert_nothing_left, kernel_side_locked
 
 sizes = st.one_of(
     st.integers(min_value=0, max_value=64),
@@ -83,6 +84,10 @@ class ArenaMachine(RuleBasedStateMachine):
             del self.expected[key]
             gc.collect()
 
+    @rule()
+    def release_reserve(self) -> None:
+        self.arena.release_reserve()
+
     @invariant()
     def secrets_hold_their_patterns_and_do_not_overlap(self) -> None:
         spans = []
@@ -94,8 +99,16 @@ class ArenaMachine(RuleBasedStateMachine):
             assert end <= start, "two live secrets overlap"
 
     @invariant()
+    def live_secrets_sit_on_locked_pages(self) -> None:
+        locked = kernel_side_locked(self.arena)
+        page = self.arena.page_size
+        for secret, _ in self.expected.values():
+            first = secret.address - secret.address % page
+            assert set(range(first, secret.address + len(secret), page)) <= locked
+
+    @invariant()
     def locked_pages_match_lock_counts(self) -> None:
-        assert_locks_match_kernel(self.arena)
+        assert_arena_matches_kernel(self.arena)  # nest depths too, on a simulated kernel
 
     def teardown(self) -> None:
         self.views.clear()
@@ -103,10 +116,17 @@ class ArenaMachine(RuleBasedStateMachine):
             secret.close()
         self.expected.clear()
         gc.collect()
-        self.arena.release_reserve()
-        assert self.arena.locked_pages() == {}
-        assert self.arena.mapped_ranges() == []
+        assert_nothing_left(self.arena)
+
+
+class PrefetchingArenaMachine(ArenaMachine):
+    def make_arena(self) -> Arena:
+        return Arena(region_pages=8, reserve_pages=2, prefetch=True)
 
 
 ArenaMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
 TestArenaMachine = ArenaMachine.TestCase
+PrefetchingArenaMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=30, deadline=None
+)
+TestPrefetchingArenaMachine = PrefetchingArenaMachine.TestCase

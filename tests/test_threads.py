@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from securemem import Arena, SecureBytes
-from tests.conftest import assert_locks_match_kernel
+from tests.conftest import assert_arena_empty, close_checked
 
 
 def test_four_threads_never_see_each_others_bytes(arena: Arena) -> None:
@@ -21,14 +21,9 @@ def test_four_threads_never_see_each_others_bytes(arena: Arena) -> None:
             secret = SecureBytes(pattern, arena=arena)
             mine.append((secret, pattern))
             if len(mine) > 40:
-                old, expected = mine.pop(0)
-                if old != expected:
-                    failures.append(f"thread {number} lost a secret")
-                old.close()
+                close_checked(*mine.pop(0), failures, f"thread {number}")
         for secret, expected in mine:
-            if secret != expected:
-                failures.append(f"thread {number} lost a secret")
-            secret.close()
+            close_checked(secret, expected, failures, f"thread {number}")
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -36,6 +31,4 @@ def test_four_threads_never_see_each_others_bytes(arena: Arena) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
-    stats = arena.stats()
-    assert stats.allocations == 0 and stats.in_use_bytes == 0
-    assert_locks_match_kernel(arena)
+    assert_arena_empty(arena)
