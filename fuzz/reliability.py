@@ -31,6 +31,11 @@ from tests import test_faults, test_interrupts, test_load
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 wiped slot``, ``3 wiped slots``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def fault_sweep() -> tuple[int, Counter[str], int]:
     failures, by_call = 0, Counter[str]()
     for scenario, call, k, number in test_faults.CASES:
@@ -99,9 +104,8 @@ def main() -> None:
          "20 cycles, VmLck back to baseline each time", _outcome(cycles)),
         ("SIGINT delivered at random points of allocation and release",
          f"{storm['interrupts']} KeyboardInterrupts in {storm['operations']} operations",
-         f"0 corrupted; {storm['slots_stranded']} wiped "
-         f"slot{'' if storm['slots_stranded'] == 1 else 's'} stranded by the "
-         f"{storm['finalisers_cut']} interrupts that hit a finaliser (see below)"),
+         f"0 corrupted; {_counted(storm['slots_stranded'], 'wiped slot')} stranded by the "
+         f"{_counted(storm['finalisers_cut'], 'interrupt')} that hit a finaliser (see below)"),
     ]
     table = ["| what | how much | secrets lost or corrupted / pages leaked |", "|---|---|---|"]
     table += [f"| {a} | {b} | {c} |" for a, b, c in rows]
