@@ -8,6 +8,7 @@ records any write to, or remapping of, a range whose lock is still queued.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import json
 import subprocess
@@ -17,7 +18,7 @@ import threading
 import pytest
 from securemem._native import ffi
 
-from securemem import Arena, KernelError, MemoryLockError, SecureBytes, _prefetch
+from securemem import Arena, KernelError, MemoryLockError, SecureBytes
 from securemem._kernel import NativeKernel, supports_async_lock
 from securemem.testing import SimulatedKernel
 from tests.conftest import REPO, assert_locks_match_kernel, run_json
@@ -246,7 +247,8 @@ def test_no_thread_for_prefetch_never_reaches_the_user(monkeypatch: pytest.Monke
     def refuse(*_: object) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(_prefetch._thread, "start_new_thread", refuse)
+    # (the prefetcher starts its bare thread through the _thread module itself)
+    monkeypatch.setattr(_thread, "start_new_thread", refuse)
     arena = Arena(prefetch=True, region_pages=4, reserve_pages=0)
     secrets = [SecureBytes(bytes([n + 1]) * 1024, arena=arena) for n in range(40)]
     assert arena.prefetcher is not None
