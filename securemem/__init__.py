@@ -17,6 +17,7 @@ from securemem._errors import (
     SecureMemoryError,
 )
 from securemem._hardening import disable_core_dumps
+from securemem._handoff import secret_file
 from securemem._lockmemory import LockedMemory, lock_memory
 from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
 from securemem._securebytes import SecureBytes
@@ -37,6 +38,7 @@ __all__ = [
     "disable_core_dumps",
     "getpass",
     "lock_memory",
+    "secret_file",
     "stats",
 ]
 
