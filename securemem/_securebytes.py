@@ -157,6 +157,48 @@ class SecureBytes:
             path, max_size=max_size, strip_newline=strip_newline, arena=arena
         )
 
+    # -- hex and base64 (the logic is in securemem._codecs) --------------------
+
+    @classmethod
+    def from_hex(cls, text: Any, *, arena: Arena | None = None) -> SecureBytes:
+        """Hex text decoded straight into locked memory, in constant time.
+
+        ``text`` is a ``str``, a bytes-like object or a SecureBytes; it is read in place
+        (no copy of it, none of the decoded bytes outside the result). The rules are
+        ``bytes.fromhex``'s: either case, ASCII whitespace between bytes but not inside
+        one. ``ValueError`` names the offset and the kind of error, never the text.
+        """
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.decode_hex(text, arena=arena)
+
+    @classmethod
+    def from_base64(
+        cls, text: Any, *, urlsafe: bool = False, arena: Arena | None = None
+    ) -> SecureBytes:
+        """Base64 text decoded straight into locked memory, in constant time.
+
+        Strict, as ``base64.b64decode(text, validate=True)``, except that ASCII whitespace
+        and line ends are skipped anywhere (PEM bodies, wrapped values). Padding is
+        required; ``urlsafe=True`` takes ``-`` and ``_`` instead of ``+`` and ``/``.
+        ``text`` and errors as for :meth:`from_hex`.
+        """
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.decode_base64(text, urlsafe=urlsafe, arena=arena)
+
+    def to_hex(self) -> SecureBytes:
+        """Lowercase hex of the secret, as ASCII text in a new SecureBytes (constant time)."""
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.encode_hex(self, arena=self._arena)
+
+    def to_base64(self, *, urlsafe: bool = False) -> SecureBytes:
+        """Padded base64 of the secret, as ASCII text in a new SecureBytes (constant time)."""
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.encode_base64(self, urlsafe=urlsafe, arena=self._arena)
+
     def _fill_from(self, source: memoryview) -> None:
         if source.c_contiguous:
             ffi.memmove(ffi.cast("void *", self._address), source, self._size)
