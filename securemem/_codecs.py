@@ -20,8 +20,8 @@ Where the text is read from, without a copy:
 The decoders are strict. Hex: ``bytes.fromhex``'s rules (either case; ASCII whitespace between
 bytes, never inside one). Base64: ``base64.b64decode(text, validate=True)``'s, plus ASCII
 whitespace anywhere (PEM bodies, wrapped environment variables); ``=`` after a complete group
-of four, which Python 3.11 lets through (``"QUJD=="``), is refused. Errors are ``ValueError`` naming the offset
-and what was wrong there, never a character of the text.
+of four, which Python 3.11 lets through (``"QUJD=="``), is refused. Errors are ``ValueError``
+naming the offset and what was wrong there, never a character of the text.
 """
 
 from __future__ import annotations
