@@ -216,6 +216,14 @@ def case_cryptography__hkdf(keys: Path) -> Counts:
 
 
 @case
+def case_cryptography__pbkdf2hmac(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    return _kdf_counts(PBKDF2HMAC(hashes.SHA256(), 32, b"s" * 16, 1000))
+
+
+@case
 def case_cryptography__scrypt(keys: Path) -> Counts:
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -500,6 +508,20 @@ def case_json__bytes_fromhex(keys: Path) -> Counts:
     return _json_counts(keys, stdlib=True)
 
 
+@case
+def case_file__from_hex(keys: Path) -> Counts:
+    """The secret arrives as a hex text file, read and decoded without leaving locked memory."""
+    with read(keys, "env.raw") as raw:
+        marker = Marker.copy_of(raw.view())
+        text = hex_marker(raw)
+    with marker, text, read(keys, "secret.hex") as document:
+        secret = SecureBytes.from_hex(document)  # type: ignore[attr-defined, unused-ignore]
+        with secret:
+            counts = {"text": outside(text), "decoded": outside(marker)}
+        released()
+        return counts
+
+
 # -- key files --------------------------------------------------------------------------------
 
 
@@ -540,6 +562,7 @@ write("rsa.pem", rsa_pem)
 write("rsa.p", rsa_key.private_numbers().p.to_bytes(128, "big"))
 raw = os.urandom(32)
 write("env.raw", raw)
+write("secret.hex", raw.hex().encode() + bytes([10]))
 write("config.json", json.dumps({"key": raw.hex(), "name": "service"}).encode())
 """
 

@@ -35,6 +35,7 @@ EXPECTED: dict[str, Counts] = {
     "cryptography.aesgcm": {"alive": 2, "after": 0, "plaintext": 0},
     "cryptography.chacha20poly1305": {"alive": 2, "after": 0, "plaintext": 0},
     "cryptography.hkdf": {"password": 0, "derived": 0},
+    "cryptography.pbkdf2hmac": {"password": 0, "derived": 0},
     "cryptography.scrypt": {"password": 0, "derived": 0},
     # Argon2 in OpenSSL frees a buffer holding the password without wiping it.
     "cryptography.argon2id": {"password": 1, "derived": 0},
@@ -91,6 +92,7 @@ EXPECTED: dict[str, Counts] = {
         "decoded_after": 0,
     },
     "json.from_hex": {"text_alive": 1, "decoded": 0, "text_after": 1, "decoded_after": 0},
+    "file.from_hex": {"text": 0, "decoded": 0},
     "json.bytes_fromhex": {"text_alive": 1, "decoded": 1, "text_after": 1, "decoded_after": 0},
 }
 
@@ -131,7 +133,7 @@ def needs(case: str) -> None:
         pytest.importorskip("paramiko")
     if case.startswith("cryptography.") or case.startswith("securemem."):
         pytest.importorskip("cryptography")
-    if case.endswith(".from_hex") and not hasattr(SecureBytes, "from_hex"):
+    if case.endswith("from_hex") and not hasattr(SecureBytes, "from_hex"):
         pytest.skip("SecureBytes.from_hex is not in this checkout yet (issue 13, codecs)")
 
 
@@ -159,3 +161,18 @@ def test_the_scan_in_a_child_sees_a_copy_that_exists(key_dir: Path) -> None:
     counts = measure("env.bytes_fromhex", key_dir)
     assert counts["decoded"] == 1
 
+
+
+def test_the_page_names_every_case_and_only_tests_that_exist() -> None:
+    import re
+
+    page = (REPO / "docs" / "other-libraries.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`\[([a-z0-9_.]+)\]`", page))
+    named.discard("case")  # the explanation of the notation
+    assert named == set(EXPECTED), (
+        f"docs/other-libraries.md and EXPECTED disagree: page only {named - set(EXPECTED)}, "
+        f"tests only {set(EXPECTED) - named}"
+    )
+    for path, name in re.findall(r"`(tests/[a-z_]+\.py)::(test_[a-z0-9_]+)`", page):
+        source = (REPO / path).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, f"the page names {path}::{name}, which does not exist"
