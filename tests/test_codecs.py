@@ -11,6 +11,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from securemem._native import ffi, lib
 
 from securemem import SecureBytes, SecureBytesClosedError
 from securemem._codecs import decode_base64_region
+from tests.conftest import REPO, child_env
 from tests.memscan import Marker
 
 WHITESPACE = b" \t\n\x0b\x0c\r"  # what bytes.fromhex skips
@@ -650,3 +652,23 @@ def test_loops_run_the_checked_steps(loop: str, steps: set[str]) -> None:
         for target in re.findall(r"<([^>+]+)>", operands)
     }
     assert steps <= called, f"{loop} calls {sorted(called)}"
+
+
+def test_the_timing_benchmark_runs_and_reports_every_case() -> None:
+    # Only the shape of the report: a timing verdict on a shared machine is not a test.
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "codec_timing.py"), "--samples", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=child_env(),
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        line for line in result.stdout.splitlines() if line.startswith(("hex", "base64", "control"))
+    ]
+    assert len(rows) == 4, result.stdout
+    for row in rows:
+        assert row.endswith(("no leak seen", "leak? (|t| > 4.5)", "LEAK (|t| > 10)")), row
