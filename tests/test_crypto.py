@@ -7,20 +7,16 @@ day a new release stops making the copy, the test tells us.
 
 from __future__ import annotations
 
-import base64
 import gc
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 pytest.importorskip("cryptography")
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import aead as algorithms
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -28,7 +24,6 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from securemem import SecureBytes, crypto
-from tests.conftest import run_python
 from tests.memscan import Marker, assert_only_in_and_gone_after_close
 
 NONCE = b"\x01" * 12
@@ -275,173 +270,3 @@ def test_derive_explains_a_wrong_length() -> None:
             crypto.derive(KDFS["HKDF"](), password, 16)
         with pytest.raises(ValueError, match="positive int"):
             crypto.derive(KDFS["HKDF"](), password, 0)
-
-
-# -- private keys -------------------------------------------------------------------------
-
-MAKE_KEYS = """
-    import sys
-    from cryptography.hazmat.primitives import serialization as s
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-    from tests.memscan import Marker
-    key = ed25519.Ed25519PrivateKey.generate()
-    password = bytes(Marker(20, seed=int(sys.argv[2])).view())
-    out = sys.argv[1]
-    open(out + ".der", "wb").write(
-        key.private_bytes(s.Encoding.DER, s.PrivateFormat.PKCS8, s.NoEncryption()))
-    open(out + ".pem", "wb").write(key.private_bytes(
-        s.Encoding.PEM, s.PrivateFormat.PKCS8, s.BestAvailableEncryption(password)))
-    open(out + ".plain.pem", "wb").write(
-        key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
-    legacy = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        s.Encoding.PEM, s.PrivateFormat.TraditionalOpenSSL, s.BestAvailableEncryption(password))
-    assert b"Proc-Type" in legacy
-    open(out + ".legacy.pem", "wb").write(legacy)
-    """
-
-
-@pytest.fixture
-def key_files(tmp_path: Path) -> Iterator[tuple[Path, Marker]]:
-    """An Ed25519 key as DER and as password-encrypted PEM, made in another process so that
-    this one never holds the key or the password as bytes."""
-    with Marker(20) as password_marker:
-        made = run_python(MAKE_KEYS, str(tmp_path / "key"), str(password_marker.seed))
-        assert made.returncode == 0, made.stderr
-        for path in tmp_path.iterdir():
-            path.chmod(0o600)
-        yield tmp_path / "key", password_marker
-
-
-def raw_key_marker(key_path: Path) -> Marker:
-    with SecureBytes.from_file(key_path.with_suffix(".der")) as der:
-        # PKCS#8 for Ed25519: a 16-byte header, then the 32-byte private key itself.
-        return Marker.copy_of(der.view()[16:])
-
-
-# PEM: cryptography's own PEM loader leaves the decoded key in freed heap memory (measured);
-# load_private_key decodes the PEM into locked memory itself and hands over DER.
-@pytest.mark.parametrize(("suffix", "encoding"), [(".der", "der"), (".plain.pem", "pem")])
-def test_load_private_key_from_locked_memory_leaves_no_copy(
-    key_files: tuple[Path, Marker], suffix: str, encoding: Literal["der", "pem"]
-) -> None:
-    path, _ = key_files
-    with raw_key_marker(path) as key_marker:
-        data = SecureBytes.from_file(path.with_suffix(suffix))
-        key = crypto.load_private_key(data, encoding=encoding)
-        data.close()
-        assert isinstance(key, ed25519.Ed25519PrivateKey)
-        assert len(key_marker.scan().found) >= 1, "OpenSSL holds the key while it lives"
-        del key
-        released()
-        assert_nowhere(key_marker)
-
-
-def test_cryptographys_own_pem_loader_leaves_the_decoded_key_in_the_heap(
-    key_files: tuple[Path, Marker],
-) -> None:
-    # Why load_private_key decodes PEM itself. When this fails, cryptography stopped leaving
-    # the copy: the decoder in securemem.crypto can go, and the docs table changes.
-    path, _ = key_files
-    with raw_key_marker(path) as key_marker:
-        with SecureBytes.from_file(path.with_suffix(".plain.pem")) as pem:
-            key = serialization.load_pem_private_key(pem.view(), None)
-        del key
-        released()
-        assert len(key_marker.scan().found) >= 1
-
-
-def load_encrypted(pem_path: Path, password_marker: Marker) -> Any:
-    """Load a password-encrypted PEM key from the file, both read into locked memory."""
-    with SecureBytes.from_file(pem_path) as pem, SecureBytes(password_marker.view()) as password:
-        return crypto.load_private_key(pem, password)
-
-
-def test_legacy_encrypted_pem_goes_to_cryptographys_pem_loader(
-    key_files: tuple[Path, Marker],
-) -> None:
-    path, password_marker = key_files
-    key = load_encrypted(path.with_suffix(".legacy.pem"), password_marker)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-
-
-@pytest.mark.parametrize("size", [0, 1, 2, 3, 31, 32, 33, 48, 100, 1000])
-def test_pem_decoding_matches_base64(size: int) -> None:
-    data = os.urandom(size)
-    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
-    pem = b"comment\n-----BEGIN PRIVATE KEY-----\r\n" + body + b"-----END PRIVATE KEY-----\n"
-    with SecureBytes(pem) as source:
-        der = crypto._pem_to_der(source, None)
-        assert der is not None
-        assert der == data
-
-
-@pytest.mark.parametrize(
-    ("pem", "message"),
-    [
-        (b"MC4CAQAwBQYDK2VwBCIEI", "not a PEM key"),
-        (b"-----BEGIN PRIVATE KEY-----\nMC4C\n", "no '-----END"),
-        (b"-----BEGIN PRIVATE KEY-----\nMC!C\n-----END PRIVATE KEY-----\n", "non-base64"),
-    ],
-)
-def test_pem_decoding_errors_say_what_is_wrong(pem: bytes, message: str) -> None:
-    with SecureBytes(pem) as source, pytest.raises(ValueError, match=message) as error:
-        crypto.load_private_key(source)
-    assert "MC4C" not in str(error.value)
-
-
-def test_load_encrypted_pem_leaves_no_copy_of_the_password(
-    key_files: tuple[Path, Marker],
-) -> None:
-    path, password_marker = key_files
-    key = load_encrypted(path.with_suffix(".pem"), password_marker)
-    with SecureBytes.from_file(path.with_suffix(".der")) as der:
-        public = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        expected = crypto.load_private_key(der, encoding="der").public_key().public_bytes(*public)
-    assert key.public_key().public_bytes(*public) == expected
-    del key
-    released()
-    assert_nowhere(password_marker)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="loading an encrypted PKCS#8 key leaves the decrypted private key in freed heap "
-    "memory (cryptography/OpenSSL free that buffer without wiping it)",
-)
-def test_load_encrypted_pem_leaves_no_copy_of_the_key(key_files: tuple[Path, Marker]) -> None:
-    path, password_marker = key_files
-    with raw_key_marker(path) as key_marker:
-        key = load_encrypted(path.with_suffix(".pem"), password_marker)
-        del key
-        released()
-        assert_nowhere(key_marker)
-
-
-def test_load_private_key_refuses_bytes_and_unknown_encodings() -> None:
-    with pytest.raises(TypeError, match="SecureBytes"):
-        crypto.load_private_key(b"-----BEGIN PRIVATE KEY-----")  # type: ignore[arg-type]
-    with SecureBytes(b"x") as data, pytest.raises(ValueError, match="'pem' or 'der'"):
-        crypto.load_private_key(data, encoding="jwk")  # type: ignore[arg-type]
-
-
-def test_private_key_bytes_round_trips_through_locked_memory() -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
-    with crypto.private_key_bytes(key) as pem:
-        assert isinstance(pem, SecureBytes)
-        assert pem[:27] == b"-----BEGIN PRIVATE KEY-----"
-        loaded = crypto.load_private_key(pem)
-    assert isinstance(loaded, ed25519.Ed25519PrivateKey)
-    with SecureBytes(b"correct horse") as password:
-        encrypted = crypto.private_key_bytes(key, password=password)
-        with pytest.raises(ValueError):  # wrong password: cryptography's own error
-            crypto.load_private_key(encrypted, SecureBytes(b"wrong horse"))
-        assert isinstance(crypto.load_private_key(encrypted, password), ed25519.Ed25519PrivateKey)
-        encrypted.close()
-
-
-def test_serialising_with_a_password_needs_a_bytes_copy_of_it() -> None:
-    # Why private_key_bytes(password=...) copies the password into bytes (documented):
-    # cryptography refuses any other buffer. When this starts passing, drop the copy.
-    with SecureBytes(b"password") as password, pytest.raises(ValueError, match="bytes"):
-        serialization.BestAvailableEncryption(password.view())  # type: ignore[arg-type]
