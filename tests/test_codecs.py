@@ -382,7 +382,7 @@ BODY = PEM.index(b"AAEC")
 BODY_END = PEM.index(b"-----END")
 
 
-@pytest.mark.parametrize("container", [bytes, SecureBytes, memoryview])
+@pytest.mark.parametrize("container", [bytes, bytes.decode, SecureBytes, memoryview])
 def test_region_decodes_only_the_region(container: Callable[[bytes], Any]) -> None:
     buffer = container(PEM)
     assert decoded(decode_base64_region(buffer, BODY, BODY_END - BODY)) == b"\x00\x01\x02\x03"
@@ -396,6 +396,7 @@ def test_region_outside_the_buffer_is_an_index_error() -> None:
         with pytest.raises(IndexError, match=f"{len(PEM)}-byte buffer"):
             decode_base64_region(PEM, offset, length)
     assert len(decode_base64_region(PEM, len(PEM), 0)) == 0
+    assert len(decode_base64_region("", 0, 0)) == 0
     with pytest.raises(TypeError, match="offset must be an int"):
         decode_base64_region(PEM, 1.0, 2)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="length must be an int"):
