@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from securemem import _keys
 from securemem._arena import Arena
+from securemem._fernet import fernet_decrypt, fernet_encrypt
 from securemem._securebytes import Buffer, SecureBytes, _as_byte_view
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "decrypt_into",
     "derive",
     "encrypt",
+    "fernet_decrypt",
+    "fernet_encrypt",
     "load_private_key",
     "private_key_bytes",
 ]
