@@ -184,13 +184,12 @@ def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:
             f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
             f"key block (one of {', '.join(repr(label) for label in _PRIVATE_LABELS)})"
         )
-    start = view[:24].tobytes()  # only compared with public prefixes, never shown
-    if start.startswith(b"PuTTY-User-Key-File-"):
+    if _starts_with(view, b"PuTTY-User-Key-File-"):
         return (
             "this is a PuTTY .ppk key: convert it with "
             "`puttygen KEY.ppk -O private-openssh -o KEY` first"
         )
-    if start.startswith((b"ssh-", b"ecdsa-sha2-", b"sk-")):
+    if any(_starts_with(view, prefix) for prefix in (b"ssh-", b"ecdsa-sha2-", b"sk-")):
         return "this is an OpenSSH public key (a .pub file), not a private key"
     if encoding == "pem":
         return "no '-----BEGIN ...' line: this is not a PEM key (pass encoding='der' for DER)"
@@ -198,6 +197,11 @@ def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:
         "the data is neither PEM (no '-----BEGIN ...' line) nor DER (it does not start with "
         "a SEQUENCE); for a raw key pass encoding='raw' and its algorithm"
     )
+
+
+def _starts_with(view: memoryview, prefix: bytes) -> bool:
+    """Compared in place: the data may be a raw key, and a ``bytes`` slice would copy it."""
+    return view[: len(prefix)] == prefix
 
 
 def _describe_der(view: memoryview) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +30,7 @@ from securemem._securebytes import SecureBytes
 _MAGIC = b"openssh-key-v1\x00"
 _NONE = b"none"
 _BCRYPT = b"bcrypt"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,30 @@ class Header:
         return "OpenSSH, not encrypted"
 
 
+_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789@.-")
+
+
 def _name(field: memoryview) -> str:
-    """A cipher, KDF or key-type name (public, short ASCII)."""
-    return field.tobytes()[:64].decode("ascii", "replace")
+    """A cipher, KDF or key-type name for a message. In a damaged file a length may point
+    anywhere, even into an unencrypted private section, so only what looks like a name
+    (short, lower-case ASCII) is shown."""
+    if 0 < field.nbytes <= 40 and all(code in _NAME_BYTES for code in field):
+        return field.tobytes().decode("ascii")
+    return "<unreadable>"
+
+
+def _is(field: memoryview, name: bytes) -> bool:
+    """``field == name`` compared in place."""
+    return field == memoryview(name)
+
+
+def _lookup(table: dict[bytes, _T], field: memoryview) -> _T | None:
+    """``table[field]``, compared in place: in a damaged file the field may span key bytes,
+    which a ``bytes`` key for the lookup would copy."""
+    for name, value in table.items():
+        if _is(field, name):
+            return value
+    return None
 
 
 def header(container: memoryview) -> Header:
@@ -170,7 +193,7 @@ def _decrypt(
     arena: Arena | None,
 ) -> SecureBytes:
     """The private section, decrypted into locked memory."""
-    cipher = _CIPHERS.get(cipher_name.tobytes())
+    cipher = _lookup(_CIPHERS, cipher_name)
     if cipher is None:
         raise UnsupportedAlgorithm(
             f"the OpenSSH key is encrypted with {_name(cipher_name)!r}, which cryptography "
@@ -249,19 +272,18 @@ def _private_key(
     reader = _Reader(section, "private section")
     reader.take(8)  # the two check values, compared already
     key_type = reader.string()
-    name = key_type.tobytes()
-    if name == b"ssh-ed25519":
+    if _is(key_type, b"ssh-ed25519"):
         public, pair = reader.string(), reader.string()
         if pair.nbytes != 64 or pair[32:] != public:
             raise ValueError("the OpenSSH Ed25519 key is corrupt (its key pair does not match)")
         key: PrivateKeyTypes = ed25519.Ed25519PrivateKey.from_private_bytes(pair[:32])
-    elif name.startswith(b"ecdsa-sha2-"):
+    elif _is(key_type[:11], b"ecdsa-sha2-"):
         curve_name, point, scalar = reader.string(), reader.string(), reader.string()
         key = _load_der(_ec_der(curve_name, point, scalar, arena), False)
-    elif name == b"ssh-rsa":
+    elif _is(key_type, b"ssh-rsa"):
         n, e, d, iqmp, p, q = (reader.string() for _ in range(6))
         key = _load_der(_rsa_der(n, e, d, iqmp, p, q, arena), unsafe_skip_rsa_key_validation)
-    elif name == b"ssh-dss":
+    elif _is(key_type, b"ssh-dss"):
         fields = [_der.integer(reader.string()) for _ in range(5)]  # p, q, g, y, x
         key = _load_der(_der.write(_der.sequence(_der.small_integer(0), *fields), arena), False)
     else:
@@ -280,7 +302,7 @@ def _ec_der(
     curve_name: memoryview, point: memoryview, scalar: memoryview, arena: Arena | None
 ) -> SecureBytes:
     """SEC 1 ECPrivateKey: version 1, the scalar at the curve's size, curve OID, point."""
-    curve = _CURVES.get(curve_name.tobytes())
+    curve = _lookup(_CURVES, curve_name)
     if curve is None:
         raise UnsupportedAlgorithm(f"OpenSSH ECDSA curve {_name(curve_name)!r} is not supported")
     oid, size = curve

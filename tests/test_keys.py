@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("cryptography")
 pytest.importorskip("bcrypt")
@@ -486,6 +488,11 @@ def assert_holds_no_key_bytes(
         assert not leaked, f"{type(link).__name__} echoes key bytes"
 
 
+def assert_unchained(error: BaseException) -> None:
+    """No cause or context: an original exception could hold what ours leaves out."""
+    assert error.__cause__ is None and error.__context__ is None, list(chain(error))
+
+
 def corrupt(data: bytes, where: str) -> bytes:
     """Change 8 characters (a PEM body stays base64) in the middle of the key, or at the
     start of its body (the structure's header: an Ed25519 key's middle is just another key)."""
@@ -517,6 +524,7 @@ def test_wrong_or_missing_passwords_say_which_format(
     assert_holds_no_key_bytes(
         raised.value, (keys / name).read_bytes(), (keys / f"{name}.secret").read_bytes()
     )
+    assert_unchained(raised.value)
 
 
 def dataclass_replace(case: Case, **changes: Any) -> Case:
@@ -550,6 +558,7 @@ def test_a_corrupt_key_is_refused_naming_its_format(keys: Path, name: str, where
         crypto.load_private_key(damaged, password if case.encrypted else None)
     assert "cannot load the private key (" in str(raised.value) or "corrupt" in str(raised.value)
     assert_holds_no_key_bytes(raised.value, data, (keys / f"{name}.secret").read_bytes())
+    assert_unchained(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -570,6 +579,7 @@ def test_unsupported_or_broken_data_gets_a_clear_error(data: bytes, message: str
     with SecureBytes(data) as source, pytest.raises(ValueError, match=message) as raised:
         crypto.load_private_key(source)
     assert_holds_no_key_bytes(raised.value, data)
+    assert_unchained(raised.value)
 
 
 def test_pem_encoding_refuses_der_and_raw_needs_an_algorithm() -> None:
@@ -611,3 +621,41 @@ def test_pem_blocks_are_found_in_order_with_text_between() -> None:
     )
     with SecureBytes(pem) as source, source.view() as view:
         assert [block.label for block in _pem.blocks(view)] == ["CERTIFICATE", "EC PRIVATE KEY"]
+
+
+# -- damaged containers: any byte anywhere ------------------------------------------------
+
+
+def pem_with_body(label: bytes, body: bytes) -> bytes:
+    return b"-----BEGIN %s-----\n%s-----END %s-----\n" % (label, base64.encodebytes(body), label)
+
+
+@pytest.mark.parametrize(
+    "name", ["openssh-ecdsa384", "openssh-ed25519", "pem-traditional-ec", "der-traditional-ec"]
+)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_damage_to_the_decoded_key_gives_a_documented_error(
+    keys: Path, name: str, data: st.DataObject
+) -> None:
+    # The parser walks lengths and fields that a damaged file controls: whatever they say,
+    # loading raises one of the documented errors (or loads a key), never anything else.
+    original = (keys / name).read_bytes()
+    der = name.startswith("der-")
+    body = original if der else base64.b64decode(b"".join(original.splitlines()[1:-1]))
+    decoded = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        decoded[data.draw(st.integers(0, len(decoded) - 1))] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        del decoded[data.draw(st.integers(0, len(decoded) - 1)) :]
+    if not der:
+        label = original.split(b"-----")[1].removeprefix(b"BEGIN ")
+        decoded = bytearray(pem_with_body(label, bytes(decoded)))
+    with SecureBytes(decoded) as damaged:
+        try:
+            crypto.load_private_key(damaged)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            assert str(error)
+            assert_unchained(error)
