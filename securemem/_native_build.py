@@ -94,11 +94,20 @@ ffibuilder.cdef(
     """
 )
 
+# Scrubbing after a call into native code that handled a secret (securemem/_c/scrub.h; used
+# by securemem.crypto after every call into cryptography).
+ffibuilder.cdef(
+    """
+    void sm_clear_vector_registers(void);
+    size_t sm_scrub_after_native(size_t stack_length);
+    """
+)
+
 # The C lives in securemem/_c (paths relative to the project root, where setup.py runs).
 ffibuilder.set_source(
     "securemem._native",
-    '#include "shims.h"\n#include "codec.h"',
-    sources=["securemem/_c/shims.c", "securemem/_c/codec.c"],
+    '#include "shims.h"\n#include "codec.h"\n#include "scrub.h"',
+    sources=["securemem/_c/shims.c", "securemem/_c/codec.c", "securemem/_c/scrub.c"],
     include_dirs=["securemem/_c"],
     extra_compile_args=["-Wall", "-Wextra", "-Wvla-larger-than=1048576"],
 )

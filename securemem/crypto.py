@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from securemem import _keys
 from securemem._arena import Arena
 from securemem._fernet import fernet_decrypt, fernet_encrypt
+from securemem._scrub import scrub_after_native
 from securemem._securebytes import Buffer, SecureBytes, _as_byte_view
 
 __all__ = [
@@ -92,6 +93,8 @@ def aead(algorithm: type[AEAD], key: SecureBytes, **options: Any) -> AEAD:
         # the AEAD lets go, `private` is collected, which wipes it.
         return algorithm(private.view(), **options)  # type: ignore[call-arg]
     finally:
+        # Expanding the key (OpenSSL's key schedule) ran through the registers and stack.
+        scrub_after_native()
         del private
 
 
@@ -143,6 +146,7 @@ def encrypt(
     except ValueError as error:
         raise _explain_size(error, "encrypt") from None
     finally:
+        scrub_after_native()  # the key schedule and the plaintext passed through both
         source.release()
     return output
 
@@ -167,12 +171,15 @@ def decrypt_into(
     try:
         cipher.decrypt_into(*leading, data, associated, target)
     except BaseException as error:
+        scrub_after_native()  # first: nothing below may run with the plaintext in registers
         # InvalidTag: the unauthenticated plaintext is in the buffer; any other failure
         # (KeyboardInterrupt mid-call included) may have left part of one there.
         out.wipe()
         if isinstance(error, ValueError):
             raise _explain_size(error, "decrypt") from None
         raise
+    else:
+        scrub_after_native()
     finally:
         target.release()
 
@@ -234,7 +241,10 @@ def derive(
         derived = SecureBytes(length, arena=arena)
         try:
             with derived.view() as target:
-                kdf.derive_into(material, target)
+                try:
+                    kdf.derive_into(material, target)
+                finally:
+                    scrub_after_native()  # the key material and the derived key passed here
         except BaseException as error:
             derived.close()
             if isinstance(error, ValueError) and _BUFFER_SIZE.search(str(error)):
