@@ -8,9 +8,11 @@ that is zeroed the moment it is released.
 from __future__ import annotations
 
 from securemem._arena import Arena, ArenaStats, default_arena
+from securemem._enclave import Enclave
 from securemem._errors import (
     AllocationError,
     CanaryError,
+    EnclaveError,
     KernelError,
     MemoryLockError,
     SecureBytesClosedError,
@@ -27,6 +29,8 @@ __all__ = [
     "Arena",
     "ArenaStats",
     "CanaryError",
+    "Enclave",
+    "EnclaveError",
     "GetPassWarning",
     "InsecureFileWarning",
     "KernelError",

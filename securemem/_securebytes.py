@@ -31,6 +31,36 @@ def _as_byte_view(data: object) -> memoryview:
     return view
 
 
+def _writable_byte_view(data: object, who: str) -> memoryview:
+    """A flat byte view of a buffer that may be wiped; TypeError naming why not."""
+    if isinstance(data, (str, int)) or data is None:
+        raise TypeError(f"{who}() takes a writable bytes-like object, not {type(data).__name__}")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{who}() takes a writable bytes-like object, not {type(data).__name__}"
+        ) from None
+    if view.readonly:
+        view.release()
+        raise TypeError(
+            f"{who}() wipes its source, and a read-only {type(data).__name__} cannot be "
+            "wiped (Python cannot clear a bytes object). Read the secret into a "
+            "bytearray (or straight into a SecureBytes) instead, or copy it with "
+            "SecureBytes(data) knowing the original stays in memory."
+        )
+    if not view.c_contiguous:
+        view.release()
+        raise TypeError(f"{who}() needs a contiguous buffer: it copies and wipes it in one piece")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _wipe_view(view: memoryview) -> None:
+    """Zero a writable, contiguous byte view (what _writable_byte_view returns)."""
+    if view.nbytes:
+        lib.sm_wipe(ffi.from_buffer(view, require_writable=True), view.nbytes)
+
+
 class SecureBytes:
     """A fixed-size, mutable secret held in locked memory and wiped on release.
 
@@ -133,6 +163,30 @@ class SecureBytes:
                 "keeps failing check that the system's entropy source (getrandom, "
                 "/dev/urandom) works inside this container or sandbox.",
             )
+        return secret
+
+    @classmethod
+    def take(
+        cls, buffer: Buffer, *, arena: Arena | None = None, guarded: bool = False
+    ) -> SecureBytes:
+        """Copy a writable buffer into locked memory, then wipe the buffer (zeros).
+
+        For a ``bytearray``, a writable ``memoryview``, an ``array`` or an ``mmap``:
+        the secret then exists only here. A read-only source (``bytes``, a read-only
+        ``memoryview``) raises ``TypeError``: it cannot be wiped. If the copy fails
+        (e.g. :class:`MemoryLockError`) the buffer is left untouched.
+        """
+        if isinstance(buffer, SecureBytes):
+            raise TypeError(
+                "SecureBytes.take() moves a buffer into locked memory; this one is there "
+                "already. Use secret[:] for a copy."
+            )
+        view = _writable_byte_view(buffer, "SecureBytes.take")
+        try:
+            secret = cls(view, arena=arena, guarded=guarded)
+            _wipe_view(view)
+        finally:
+            view.release()
         return secret
 
     @classmethod
@@ -269,6 +323,26 @@ class SecureBytes:
             self._owner.wipe()  # opens a protected secret for the wipe
             return
         self._arena.kernel.wipe(self._address, self._size)
+
+    def randomize(self) -> None:
+        """Overwrite every byte with fresh bytes from the OS CSPRNG, in place."""
+        self._check_open()
+        if isinstance(self._owner, Guarded) and self._owner.protection != "readwrite":
+            with self.accessible("readwrite"):
+                self._fill_random()
+        else:
+            self._fill_random()
+
+    def _fill_random(self) -> None:
+        if self._size and lib.sm_random(ffi.cast("void *", self._address), self._size) != 0:
+            number = ffi.errno  # before wipe(), whose own C calls replace it
+            self.wipe()  # never a half-old, half-new secret
+            raise KernelError(
+                number,
+                f"the operating system's random source failed: {errno_name(number)} "
+                f"({os.strerror(number)}). The secret was wiped (all zeros); check that "
+                "the system's entropy source (getrandom, /dev/urandom) works here.",
+            )
 
     def close(self) -> None:
         """Wipe and release the memory. Calling it again does nothing.
