@@ -44,6 +44,8 @@ PEM_TEXT_SLICE = slice(28 + 24, 28 + 60)
 OPENSSH_TEXT_SLICE = slice(36 + 77 * 4, 36 + 77 * 4 + 48)
 # The sixth body line of a traditional RSA PEM (32-byte header line, 64-character lines).
 RSA_TEXT_SLICE = slice(32 + 65 * 5, 32 + 65 * 5 + 48)
+# A P-256 PKCS#8 PEM: the private value's base64 starts 48 characters into the body.
+EC_TEXT_SLICE = slice(28 + 48, 28 + 64)
 
 
 def case(function: Callable[[Path], Counts]) -> Callable[[Path], Counts]:
@@ -103,15 +105,24 @@ def secret_marker(length: int = 32) -> Iterator[tuple[Marker, SecureBytes]]:
 # -- hashlib ----------------------------------------------------------------------------------
 
 
-@case
-def case_hashlib__sha256(keys: Path) -> Counts:
-    with secret_marker() as (marker, secret):
+def _hash_counts(length: int) -> Counts:
+    with secret_marker(length) as (marker, secret):
         digest = hashlib.sha256(secret.view())
         alive = outside(marker)
         digest.digest()
         del digest
         released()
         return {"alive": alive, "after": outside(marker)}
+
+
+@case
+def case_hashlib__sha256(keys: Path) -> Counts:
+    return _hash_counts(32)  # shorter than a block: kept in the context's block buffer
+
+
+@case
+def case_hashlib__sha256_whole_block(keys: Path) -> Counts:
+    return _hash_counts(64)  # one whole block: hashed at once, nothing buffered
 
 
 @case
@@ -386,13 +397,16 @@ def case_paramiko__ed25519_from_private_key(keys: Path) -> Counts:
         return {**alive, "key_after": outside(marker), "text_after": outside(text_copies)}
 
 
-def _rsa_counts(make: Callable[[], Any], keys: Path) -> Counts:
-    with read(keys, "rsa.p") as prime:
-        big = Marker.copy_of(prime.view())
-        little = reversed_marker(prime)
-    with big, little, text_marker(keys, "rsa.pem", RSA_TEXT_SLICE) as text:
+def _bignum_counts(
+    make: Callable[[], Any], keys: Path, number: str, text: Marker, *algorithm: str
+) -> Counts:
+    """Copies of a private number (file ``number``, big-endian) and of the key file's text."""
+    with read(keys, number) as value:
+        big = Marker.copy_of(value.view())
+        little = reversed_marker(value)
+    with big, little, text:
         key = make()
-        key.sign_ssh_data(MESSAGE, "rsa-sha2-256")
+        key.sign_ssh_data(MESSAGE, *algorithm)
         alive = {
             "big_endian_alive": outside(big),
             "little_endian_alive": outside(little),
@@ -416,7 +430,7 @@ def case_paramiko__rsa_from_private_key(keys: Path) -> Counts:
         with read(keys, "rsa.pem") as text:
             return paramiko.RSAKey.from_private_key(io.StringIO(str(text.view(), "ascii")))
 
-    return _rsa_counts(make, keys)
+    return _bignum_counts(make, keys, "rsa.p", rsa_text(keys), "rsa-sha2-256")
 
 
 @case
@@ -429,7 +443,25 @@ def case_paramiko__rsa_from_key_object(keys: Path) -> Counts:
         with read(keys, "rsa.pem") as pem:
             return paramiko.RSAKey(key=crypto.load_private_key(pem))
 
-    return _rsa_counts(make, keys)
+    return _bignum_counts(make, keys, "rsa.p", rsa_text(keys), "rsa-sha2-256")
+
+
+def rsa_text(keys: Path) -> Marker:
+    return text_marker(keys, "rsa.pem", RSA_TEXT_SLICE)
+
+
+@case
+def case_paramiko__ecdsa_from_key_object(keys: Path) -> Counts:
+    import paramiko  # type: ignore[import-untyped, unused-ignore]
+
+    from securemem import crypto
+
+    def make() -> Any:
+        with read(keys, "ec.pem") as pem:
+            key = crypto.load_private_key(pem)
+        return paramiko.ECDSAKey(vals=(key, key.public_key()))
+
+    return _bignum_counts(make, keys, "ec.d", text_marker(keys, "ec.pem", EC_TEXT_SLICE))
 
 
 # -- os.write / sockets -----------------------------------------------------------------------
@@ -565,7 +597,7 @@ import datetime, json, os, sys
 from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization as s
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 out = Path(sys.argv[1])
 def write(name, data):
@@ -595,6 +627,9 @@ while True:
         break
 write("rsa.pem", rsa_pem)
 write("rsa.p", rsa_key.private_numbers().p.to_bytes(128, "big"))
+ec_key = ec.generate_private_key(ec.SECP256R1())
+write("ec.pem", ec_key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+write("ec.d", ec_key.private_numbers().private_value.to_bytes(32, "big"))
 raw = os.urandom(32)
 write("env.raw", raw)
 write("secret.hex", raw.hex().encode() + bytes([10]))

@@ -26,6 +26,7 @@ from tests.handoff_cases import CASES, MAKE_KEYS, Counts
 EXPECTED: dict[str, Counts] = {
     # hashlib keeps an input shorter than a block in its context until it is freed.
     "hashlib.sha256": {"alive": 1, "after": 0},
+    "hashlib.sha256_whole_block": {"alive": 0, "after": 0},
     # The derived key comes back as bytes: one copy securemem cannot wipe.
     "hashlib.pbkdf2_hmac": {"password_after": 0, "derived_alive": 1},
     "hmac.digest": {"after": 0},
@@ -86,6 +87,14 @@ EXPECTED: dict[str, Counts] = {
     "paramiko.rsa_from_key_object": {
         "big_endian_alive": 0,
         "little_endian_alive": 2,
+        "text_alive": 0,
+        "big_endian_after": 0,
+        "little_endian_after": 0,
+        "text_after": 0,
+    },
+    "paramiko.ecdsa_from_key_object": {
+        "big_endian_alive": 0,
+        "little_endian_alive": 1,
         "text_alive": 0,
         "big_endian_after": 0,
         "little_endian_after": 0,

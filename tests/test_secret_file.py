@@ -122,6 +122,22 @@ def test_paramiko_rsa_key_from_a_key_object_signs_what_the_file_key_verifies(
     assert key.get_fingerprint() == reference.get_fingerprint()
 
 
+def test_paramiko_ecdsa_key_from_a_key_object_signs_what_its_public_key_verifies(
+    key_dir: Path,
+) -> None:
+    paramiko = pytest.importorskip("paramiko")
+    pytest.importorskip("cryptography")
+    from securemem import crypto
+
+    with SecureBytes.from_file(key_dir / "ec.pem") as pem:
+        private = crypto.load_private_key(pem)
+    key = paramiko.ECDSAKey(vals=(private, private.public_key()))
+    signature = key.sign_ssh_data(b"message")
+    public = paramiko.ECDSAKey(data=key.asbytes())
+    signature.rewind()
+    assert not public.can_sign() and public.verify_ssh_sig(b"message", signature)
+
+
 def test_hmac_new_refuses_a_view_so_the_page_recommends_hmac_digest() -> None:
     # Why docs/other-libraries.md steers hmac.new users to hmac.digest or cryptography's
     # HMAC: the stdlib class takes only bytes or bytearray. When this fails, a view works.
