@@ -6,19 +6,30 @@ a buffer the caller provides. This module hands cryptography memoryviews over
 :class:`~securemem.SecureBytes`, so neither the secret going in nor the secret coming out is
 ever a Python ``bytes`` object. Install with ``pip install securemem[crypto]``.
 
-What cryptography (48, on OpenSSL 3.2 or later) still copies, measured by the tests in
-``tests/test_crypto.py`` and listed in ``docs/secrets-in-and-out.md``:
+After every call into cryptography (constructing the AEAD in :func:`aead`, which expands the
+key; :func:`encrypt`; :func:`decrypt`/:func:`decrypt_into`, also when they raise; :func:`derive`)
+this module clears the CPU's vector registers and wipes 16 KiB of the stack the call used
+(``securemem/_scrub.py``): called directly, OpenSSL returns with the AES key in vector registers
+(the next register save puts it on the stack) and cryptography leaves the last partial
+plaintext block in a stack buffer. Measured by the stack tests in ``tests/test_crypto.py``.
+
+What cryptography still copies, as exact counts per release family (47-48, 49, 50; measured
+on 47.0.0, 48.0.0, 49.0.0 and 50.0.2), asserted by the tests in ``tests/test_crypto.py`` from
+the table in ``tests/copy_counts.py`` and listed, each with its test, in
+``docs/secrets-in-and-out.md``:
 
 * An AEAD object keeps the key (OpenSSL's expanded key schedule, which starts with the key
-  itself) in OpenSSL's ordinary heap for as long as the object lives; OpenSSL wipes it when
-  the object is freed. ``AESCCM`` (and ``AESGCM``/``ChaCha20Poly1305`` on OpenSSL before 3.2)
-  instead keeps a *reference* to the key buffer and reads it on every call: :func:`aead` gives
-  those a private locked copy, so closing your key can never turn theirs into zeros.
-* ChaCha20Poly1305: encrypting or decrypting leaves a copy of the key on the C stack, below
-  the Python frames (native code in cryptography/OpenSSL; overwritten only when later calls
-  reuse that stack).
-* Argon2id leaves one copy of the password in freed heap memory; HKDF, PBKDF2HMAC and Scrypt
-  leave none.
+  itself) in OpenSSL's ordinary heap for as long as the object lives: 2 copies (encryption
+  and decryption context; AES-SIV: 2 of each half of its key), none for ``AESCCM``. OpenSSL
+  wipes them when the object is freed
+  (``test_aead_key_leaves_no_copy_once_the_aead_is_freed``). ``AESCCM`` keeps a *reference* to the
+  key buffer and reads it on every call; from cryptography 49 on every other AEAD holds a
+  reference to it too, for as long as it lives (without reading it again). :func:`aead` gives
+  each AEAD a private locked copy, so closing your key can never turn theirs into zeros.
+* Argon2id leaves 1 copy of the password in freed heap memory; HKDF, PBKDF2HMAC and Scrypt
+  leave none (``test_derive_leaves_no_copy_of_the_key_material``).
+* Decrypting leaves no copy of the plaintext outside the SecureBytes it is written into
+  (``test_decrypt_leaves_no_copy_of_the_plaintext``).
 * Loading an *encrypted* PKCS#8 key leaves the decrypted key in freed heap memory (a buffer
   that cryptography/OpenSSL frees without wiping); an unencrypted DER key leaves none once
   the key object is freed. Any key object keeps its key in OpenSSL's (unlocked) heap while

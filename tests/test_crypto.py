@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from securemem import SecureBytes, _procfs, crypto
 from tests import copy_counts, stackview
-from tests.conftest import run_python
+from tests.conftest import REPO, run_python
 from tests.memscan import Marker, assert_only_in_and_gone_after_close
 
 NONCE = b"\x01" * 12
@@ -465,3 +466,11 @@ def test_copy_count_table_has_every_family_and_says_what_changed() -> None:
     assert copy_counts.mismatch(what, count, families[-1].last, "x") is None
     newer = copy_counts.mismatch(what, count + 1, families[-1].last + 1, "x")
     assert newer is not None and "newer than the table" in newer
+
+
+def test_the_docs_copy_count_table_names_tests_that_exist() -> None:
+    page = (REPO / "docs" / "secrets-in-and-out.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"tests/test_crypto\.py::(test_\w+)", page))
+    assert named, "docs/secrets-in-and-out.md no longer names its tests"
+    missing = sorted(name for name in named if not callable(globals().get(name)))
+    assert not missing, f"docs/secrets-in-and-out.md names tests that do not exist: {missing}"
