@@ -376,6 +376,47 @@ def case_ssl__secret_file(keys: Path) -> Counts:
     return _ssl_counts(load, keys)
 
 
+@case
+def case_ssl__sendall_recv_into(keys: Path) -> Counts:
+    """A secret sent over TLS (socket pair, TLS 1.3) and received into locked memory."""
+    import threading
+
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(keys / "ed25519.crt", keys / "ed25519.pem")
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.load_verify_locations(keys / "ed25519.crt")
+    server_socket, client_socket = socket.socketpair()
+    with secret_marker() as (marker, secret), SecureBytes(len(secret)) as received:
+        errors: list[BaseException] = []
+        tls_server: list[ssl.SSLSocket] = []
+
+        def serve() -> None:
+            try:
+                tls = server_context.wrap_socket(server_socket, server_side=True)
+                tls_server.append(tls)
+                view = received.view()
+                got = 0
+                while got < len(received):
+                    got += tls.recv_into(view[got:])
+                view.release()
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        tls_client = client_context.wrap_socket(client_socket, server_hostname="localhost")
+        tls_client.sendall(secret.view())
+        thread.join(30)
+        assert not errors and received == secret.view(), errors
+        alive = outside(marker)
+        tls_client.close()
+        tls_server[0].close()
+        tls_server.clear()
+        del tls_client
+        released()
+        return {"connection_alive": alive, "after_close": outside(marker)}
+
+
 # -- paramiko ---------------------------------------------------------------------------------
 
 

@@ -102,6 +102,7 @@ EXPECTED: dict[str, Counts] = {
     },
     "os.write": {"after": 0},
     "socket.sendall": {"after": 0},
+    "ssl.sendall_recv_into": {"connection_alive": 0, "after_close": 0},
     "env.from_hex": {"text_at_start": 2, "decoded": 0, "text_after_del": 2, "decoded_after": 0},
     # The stdlib decoder's bytes: found while referenced; freed, its memory was reused by the
     # time of the scan (a copy that existed: the scan says "not left", never "never made").

@@ -60,6 +60,21 @@ def test_the_path_reads_back_the_secret_from_locked_pages_zeroed_afterwards() ->
         assert memfd_mappings() == []
 
 
+def test_an_exception_in_the_block_still_zeroes_and_closes_the_file() -> None:
+    with SecureBytes(b"k" * 64) as secret:
+        with pytest.raises(RuntimeError), securemem.secret_file(secret) as path:
+            descriptor = int(path.rsplit("/", 1)[1])
+            kept = os.dup(descriptor)
+            raise RuntimeError("the caller failed")
+        try:
+            assert os.pread(kept, 64, 0) == bytes(64)
+        finally:
+            os.close(kept)
+        with pytest.raises(OSError):
+            os.fstat(descriptor)
+        assert memfd_mappings() == []
+
+
 def test_secret_file_refuses_what_is_not_an_open_securebytes() -> None:
     with (
         pytest.raises(TypeError, match="SecureBytes"),
