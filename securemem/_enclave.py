@@ -40,6 +40,10 @@ The choices, and why:
   pickled), so only code running in the process could swap two enclaves' private
   fields, and such code can call :meth:`Enclave.open` directly.
 
+After each call into cryptography the vector registers are cleared and the stack the
+call used is wiped (``securemem._scrub``): OpenSSL returns with the AES key schedule in
+vector registers and AES-GCM-SIV leaves the last partial plaintext block on the stack.
+
 Signals are held during a seal or open (as securemem does while it releases a
 secret), so a ``KeyboardInterrupt`` cannot leave the key readable or a half-written
 plaintext behind.
@@ -56,6 +60,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 
 from securemem._errors import EnclaveError, SecureBytesClosedError, SecureMemoryError
 from securemem._native import ffi, lib
+from securemem._scrub import scrub_after_native
 from securemem._securebytes import (
     Buffer,
     SecureBytes,
@@ -302,6 +307,9 @@ class Enclave:
                 # OpenSSL's heap lives no longer than this seal.
                 ciphertext = cipher_class(key).encrypt(nonce, plaintext, _ASSOCIATED_DATA)
             finally:
+                # Here, in the calling function: OpenSSL returns with the key schedule in
+                # vector registers and the last plaintext block on the stack (_scrub).
+                scrub_after_native()
                 _KEY.release()
         finally:
             lib.sm_restore_signals()
@@ -356,6 +364,7 @@ class Enclave:
                         self._nonce, self._ciphertext, _ASSOCIATED_DATA, target
                     )
                 finally:
+                    scrub_after_native()  # also after InvalidTag: the plaintext was there
                     target.release()
             finally:
                 _KEY.release()

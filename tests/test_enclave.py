@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import array
 import copy
+import json
 import mmap
+import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
 from types import FrameType
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +30,8 @@ from securemem import (
     _enclave,
     _procfs,
 )
-from tests.conftest import run_json, run_python
+from tests import copy_counts, stackview
+from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
 
 
@@ -278,6 +284,41 @@ def test_the_key_is_readable_only_during_an_operation() -> None:
     assert not key_state()[1] & {"rd", "wr"}
 
 
+# What OpenSSL leaves on the stack: read from a second thread while this one blocks
+# (tests/stackview.py). AES-GCM-SIV called directly leaves the last partial block of the
+# plaintext there (the control, counted in tests/copy_counts.py); seal and open must not.
+PARTIAL = 15  # a 47-byte secret: two AES blocks and 15 bytes, those 15 a marker
+
+
+@pytest.mark.skipif(not stackview.supported(), reason="reads the stack through /proc")
+def test_seal_and_open_leave_no_plaintext_or_key_on_the_stack() -> None:
+    with Marker(PARTIAL) as marker, SecureBytes(32 + PARTIAL) as plaintext:
+        with plaintext.view() as view:
+            view[:32] = os.urandom(32)
+            view[32:] = marker.view()
+        enclave = Enclave(plaintext)
+        key = _enclave._KEY.key
+        assert key is not None
+        with key.accessible("readonly"), key.view() as key_view:
+            key_marker = Marker.copy_of(key_view)
+        direct = AESGCMSIV(os.urandom(32))  # the control: a test key, not the process key
+        with marker.view() as needle, key_marker, key_marker.view() as key_needle:
+            alone = stackview.stack_depths_after(
+                lambda: direct.encrypt(enclave._nonce, plaintext.view(), None), needle
+            )
+            sealed = stackview.stack_depths_after(lambda: Enclave(plaintext), needle)
+            opened_ = stackview.stack_depths_after(lambda: enclave.open().close(), needle)
+            key_after_seal = stackview.stack_depths_after(lambda: Enclave(plaintext), key_needle)
+            key_after_open = stackview.stack_depths_after(
+                lambda: enclave.open().close(), key_needle
+            )
+    copy_counts.assert_copies(
+        "alone: partial block on the stack after encrypt, AESGCMSIV", len(alone)
+    )
+    assert sealed == [] and opened_ == [], (sealed, opened_)
+    assert key_after_seal == [] and key_after_open == [], (key_after_seal, key_after_open)
+
+
 # -- interrupts and threads -------------------------------------------------------------
 
 
@@ -480,3 +521,21 @@ def test_without_cryptography_enclave_says_what_to_install() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pip install 'securemem[crypto]'" in result.stdout
+
+
+def test_the_benchmark_runs_and_its_scale_child_opens_every_enclave() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "enclave.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["round_trip_us"]) >= {"enclave_open_close", "memguard_open_close"}
+    scale = report["scale"]
+    assert scale["enclaves"] == 2000 and scale["wrong"] == 0
+    assert scale["memlock_limit"] == 65536
+    assert scale["vmlck_after_sealing"] == mmap.PAGESIZE  # the key's page, nothing more
