@@ -21,11 +21,13 @@ import os
 import struct
 import time
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.fernet import InvalidToken
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from securemem._arena import Arena
+from securemem._scrub import scrub_after_native
 from securemem._securebytes import Buffer, SecureBytes, _as_byte_view
 
 _VERSION = 0x80
@@ -91,6 +93,9 @@ def fernet_encrypt(
         source.release()
         signing_key.release()
         encryption_key.release()
+        # OpenSSL's HMAC and AES left key and plaintext bits in the registers and on the stack
+        # below this frame (every call above ran from it: Python calls add no C stack).
+        scrub_after_native()
 
 
 def fernet_decrypt(
@@ -114,7 +119,7 @@ def fernet_decrypt(
         body = memoryview(data)[: len(data) - _MAC]
         try:
             _mac(signing_key, body).verify(data[len(data) - _MAC :])
-        except Exception:
+        except InvalidSignature:
             raise InvalidToken from None
         _check_time(data, ttl, current_time)
         iv = data[1 + 8 : _HEADER]
@@ -139,6 +144,7 @@ def fernet_decrypt(
     finally:
         signing_key.release()
         encryption_key.release()
+        scrub_after_native()  # as in fernet_encrypt
 
 
 def _decode_token(token: bytes | str) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
+from contextlib import ExitStack
 
 import pytest
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from securemem import SecureBytes, SecureBytesClosedError, crypto
+from tests import stackview
 from tests.memscan import Marker, assert_only_in_and_gone_after_close
 
 
@@ -51,6 +53,38 @@ def test_the_plaintext_is_only_in_locked_memory(keys: tuple[bytes, SecureBytes])
         token = crypto.fernet_encrypt(key, plaintext)
     decrypted = crypto.fernet_decrypt(key, token)
     assert_only_in_and_gone_after_close(decrypted)
+
+
+@pytest.mark.skipif(
+    not stackview.supported(), reason="reads the stack through /proc on x86-64/AArch64 Linux"
+)
+def test_nothing_of_the_key_or_the_plaintext_is_left_on_the_stack() -> None:
+    # Read from a second thread while this one blocks (tests/stackview.py; that the reader
+    # finds what native code leaves is shown in tests/test_crypto.py). Needles: each key half,
+    # and the last, partial block of a 47-byte plaintext (the bytes CBC padding touches).
+    with ExitStack() as stack:
+        key_marker = stack.enter_context(Marker(32))
+        key = stack.enter_context(SecureBytes(key_marker.view()))
+        halves = [
+            stack.enter_context(Marker.copy_of(key.view()[:16])),
+            stack.enter_context(Marker.copy_of(key.view()[16:])),
+        ]
+        tail = stack.enter_context(Marker(15))
+        plaintext = stack.enter_context(SecureBytes(47))
+        plaintext[:32] = bytes(32)
+        plaintext[32:] = tail.view()
+        token = crypto.fernet_encrypt(key, plaintext)
+        found = {}
+        needles = {"signing half": halves[0], "encryption half": halves[1], "plaintext tail": tail}
+        for name, needle in needles.items():
+            with needle.view() as view:
+                found[f"{name} after encrypt"] = stackview.stack_depths_after(
+                    lambda: crypto.fernet_encrypt(key, plaintext), view
+                )
+                found[f"{name} after decrypt"] = stackview.stack_depths_after(
+                    lambda: crypto.fernet_decrypt(key, token).close(), view
+                )
+    assert {name: depths for name, depths in found.items() if depths} == {}
 
 
 def flipped(token: bytes, index: int) -> bytes:
