@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import mmap
 import os
 import platform
 import subprocess
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV, ChaCha20Poly1305
+from securemem._native import ffi, lib
 
 from securemem import Enclave, SecureBytes, _enclave
 from securemem.testing import unprivileged_command
@@ -156,9 +158,30 @@ def round_trips(batch: int, batches: int) -> dict[str, float]:
     results["part_securebytes_32_round_trip"] = best_us(
         lambda: SecureBytes(SIZE).close(), batch, batches
     )
+    results["floor_raw_mprotect_pair"] = raw_mprotect_pair(batch, batches)
     memguard.close()
     source.close()
     return results
+
+
+def raw_mprotect_pair(batch: int, batches: int) -> float:
+    """Two mprotect(2) calls straight through the native shim, on a page of our own: the
+    floor under any design that keeps the key no-access between operations."""
+    page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer = ffi.from_buffer(page)
+    address = ffi.cast("void *", buffer)
+    protect, none, read = lib.sm_protect, lib.SM_PROT_NONE, lib.SM_PROT_READ
+    length = mmap.PAGESIZE
+    try:
+        return best_us(
+            lambda: (protect(address, length, read), protect(address, length, none)),
+            batch,
+            batches,
+        )
+    finally:
+        protect(address, length, lib.SM_PROT_READWRITE)
+        ffi.release(buffer)
+        page.close()
 
 
 SCALE_CHILD = """
@@ -234,6 +257,7 @@ ROWS = [
     ("part_aesgcmsiv_kept_alive", "part: AES-GCM-SIV decrypt, object kept alive (not used)"),
     ("part_chacha20poly1305_per_operation", "part: ChaCha20-Poly1305 built + decrypt"),
     ("part_securebytes_32_round_trip", "part: `SecureBytes(32)` + `close()`"),
+    ("floor_raw_mprotect_pair", "floor: 2 raw mprotect(2) calls, native shim, own page"),
 ]
 
 

@@ -507,6 +507,22 @@ def test_twenty_thousand_enclaves_under_a_64_kib_limit() -> None:
     assert report["after_opens"] == report["stats"] <= 3 * report["page"]
 
 
+def test_no_lockable_memory_for_the_key_is_a_memory_lock_error() -> None:
+    result = run_python(
+        """
+        import securemem
+        try:
+            securemem.Enclave(b"x")
+        except securemem.MemoryLockError as error:
+            print("MemoryLockError:", error)
+        """,
+        memlock=0,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MemoryLockError: [Errno 1] could not lock 4096 bytes")
+    assert "RLIMIT_MEMLOCK is 0 bytes" in result.stdout
+
+
 def test_without_cryptography_enclave_says_what_to_install() -> None:
     result = run_python(
         """
