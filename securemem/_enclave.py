@@ -215,7 +215,9 @@ class _ProcessKey:
             )
             return
         try:
-            self._make_key(memoryview(self.transfer)[:_KEY_SIZE])
+            # Both views released before the mapping is closed (close refuses otherwise).
+            with memoryview(self.transfer) as whole, whole[:_KEY_SIZE] as inherited:
+                self._make_key(inherited)
         except BaseException:
             self.epoch += 1
             self.lost_reason = (
