@@ -264,8 +264,10 @@ class Enclave:
     it). The ciphertext costs no locked memory, so enclaves scale past the memory lock
     limit: a million 32-byte enclaves cost the locked page of the one process key.
 
-    Sealing uses AES-GCM-SIV with a random nonce under a per-process key kept in a
-    guarded, no-access SecureBytes; see the module documentation for why. An enclave
+    Sealing uses AES-GCM-SIV (nonce-misuse resistant) with a random 96-bit nonce per
+    seal under a per-process key kept in a guarded SecureBytes that is no-access except
+    during a seal or an open; the documentation's memguard page explains each choice,
+    and the bound on seals per key. An enclave
     whose ciphertext was altered raises :class:`~securemem.EnclaveError` when opened,
     and so does one sealed by another process (a forked child does not get the key,
     unless :meth:`share_with_children` was called). Needs ``securemem[crypto]``.
