@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from securemem import _openssh, _pem
+from securemem import _legacypem, _openssh, _pem
 from securemem._arena import Arena
 from securemem._securebytes import SecureBytes, _as_byte_view
 
@@ -142,15 +142,8 @@ def _load_pem(
         raise ValueError(_not_a_key(view, labels, encoding))
     described = _PRIVATE_LABELS[block.label]
     if block.has_headers:
-        # RFC 1421 encryption (Proc-Type/DEK-Info): not DER inside. cryptography's PEM loader
-        # decodes and decrypts it (leaving copies: see docs/key-formats.md).
-        return _guarded(
-            described + " with legacy OpenSSL encryption (Proc-Type/DEK-Info)",
-            lambda: serialization.load_pem_private_key(
-                view[block.begin : block.after],
-                password,  # type: ignore[arg-type]
-                unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
-            ),
+        return _load_legacy(
+            view, block, described, password, unsafe_skip_rsa_key_validation, arena
         )
     decoded = _pem.decode(view, block, arena)
     try:
@@ -176,6 +169,54 @@ def _load_pem(
             )
     finally:
         decoded.close()
+
+
+def _load_legacy(
+    view: memoryview,
+    block: _pem.PemBlock,
+    described: str,
+    password: memoryview | None,
+    unsafe_skip_rsa_key_validation: bool,
+    arena: Arena | None,
+) -> PrivateKeyTypes:
+    """A traditional PEM key with RFC 1421 encryption headers (Proc-Type/DEK-Info)."""
+    described += " with legacy OpenSSL encryption (Proc-Type/DEK-Info)"
+    legacy = _guarded(described, lambda: _legacy_der(view, block, password, arena))
+    if legacy is None:
+        # Another legacy cipher (DES-EDE3-CBC): cryptography's PEM loader decodes and
+        # decrypts it, outside locked memory (see docs/key-formats.md).
+        return _guarded(
+            described,
+            lambda: serialization.load_pem_private_key(
+                view[block.begin : block.after],
+                password,  # type: ignore[arg-type]
+                unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+            ),
+        )
+    try:
+        with legacy.view() as der:
+            return _guarded(
+                described,
+                lambda: serialization.load_der_private_key(
+                    der, None, unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation
+                ),
+            )
+    finally:
+        legacy.close()
+
+
+def _legacy_der(
+    view: memoryview, block: _pem.PemBlock, password: memoryview | None, arena: Arena | None
+) -> SecureBytes | None:
+    """The DER inside a PEM block with legacy AES-CBC encryption, decrypted into locked
+    memory; None for a cipher securemem leaves to cryptography."""
+    found, body = _legacypem.headers(view, block)
+    cipher = _legacypem.aes_cipher(found)
+    if cipher is None or b"ENCRYPTED" not in found.get(b"Proc-Type", b""):
+        return None
+    if password is None:
+        raise TypeError("the key is encrypted: pass its password as password=")
+    return _legacypem.decrypt(view, block, body, cipher, password, arena)
 
 
 def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:

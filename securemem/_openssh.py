@@ -210,7 +210,8 @@ def _decrypt(
         raise ValueError("the OpenSSH key's encrypted section has the wrong size: it is corrupt")
     options = _Reader(kdf_options, "bcrypt options")
     salt, rounds = options.string(), options.u32()
-    seed = _bcrypt_seed(password, salt.tobytes(), cipher.key_size + cipher.iv_size, rounds)
+    size = cipher.key_size + cipher.iv_size
+    seed = _bcrypt_seed(password, salt.tobytes(), size, rounds, arena)
     try:
         with seed.view() as material:
             key, iv = material[: cipher.key_size], material[cipher.key_size :]
@@ -246,7 +247,9 @@ def _decrypt(
     return section
 
 
-def _bcrypt_seed(password: memoryview, salt: bytes, size: int, rounds: int) -> SecureBytes:
+def _bcrypt_seed(
+    password: memoryview, salt: bytes, size: int, rounds: int, arena: Arena | None
+) -> SecureBytes:
     try:
         import bcrypt  # imported here: only passphrase-protected OpenSSH keys need it
     except ImportError:
@@ -261,7 +264,7 @@ def _bcrypt_seed(password: memoryview, salt: bytes, size: int, rounds: int) -> S
     finally:
         del passphrase
     try:
-        return SecureBytes(derived)
+        return SecureBytes(derived, arena=arena)
     finally:
         del derived
 

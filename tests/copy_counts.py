@@ -1,7 +1,8 @@
 """How many copies of a secret cryptography/OpenSSL leave, per cryptography release family.
 
-The one table of these counts: the tests in tests/test_crypto.py assert each entry for the
-installed release (``assert_copies``), and docs/secrets-in-and-out.md quotes it. A count that
+The one table of these counts: the tests in tests/test_crypto.py (tests/test_keys.py for
+private keys) assert each entry for the installed release (``assert_copies``), and
+docs/secrets-in-and-out.md (docs/key-formats.md) quotes it. A count that
 differs in either direction fails the test with a message saying what changed, so a release
 that stops (or starts) making a copy is noticed the day it is installed, not papered over by
 an expected failure.
@@ -50,6 +51,23 @@ def _by_family(early: int, middle: int, late: int) -> dict[str, int]:
     return dict(zip((family.name for family in FAMILIES), (early, middle, late), strict=True))
 
 
+# The key files tests/test_keys.py loads (it checks that its cases are exactly these), and the
+# ones whose loading leaves a copy of the key: encrypted PKCS#8.
+KEY_FILES = (
+    *("openssh-ed25519", "openssh-ed25519-password", "openssh-ecdsa256-password"),
+    *("openssh-ecdsa384", "openssh-ecdsa521-gcm-password", "openssh-rsa3072-password"),
+    *("openssh-rsa2048-cbc-password", "pem-traditional-rsa", "pem-traditional-ec"),
+    *("pem-traditional-dsa", "pem-legacy-rsa-password", "pem-legacy-ec-password"),
+    *("pem-legacy-dsa-password", "pem-pkcs8-ecdsa-password", "pem-pkcs8-ed25519"),
+    *("pem-pkcs8-ed25519-password", "pem-pkcs8-x25519", "pem-pkcs8-ed448", "pem-pkcs8-x448"),
+    *("pem-bom-text-crlf", "pem-bundle-ec-parameters", "pem-bundle-certificate"),
+    *("der-pkcs8-ec", "der-pkcs8-ec-password", "der-traditional-ec", "der-traditional-rsa"),
+    *("raw-ed25519", "raw-x25519", "raw-ed448", "raw-x448"),
+)
+_ENCRYPTED_PKCS8 = (
+    *("pem-pkcs8-ed25519-password", "pem-pkcs8-ecdsa-password", "der-pkcs8-ec-password"),
+)
+
 # (what) -> {family: count}. Every name is built from an algorithm name so a test can look it
 # up; the meaning of each kind is in the comment above it.
 COUNTS: dict[str, dict[str, int]] = {
@@ -87,6 +105,12 @@ COUNTS: dict[str, dict[str, int]] = {
     # (VAES/AVX-512 here). securemem.crypto clears the registers: none.
     **{f"alone: key on the stack from the vector registers, {name}": _same(0) for name in _AEADS},
     "alone: key on the stack from the vector registers, AESGCM": _same(1),
+    # Private keys (tests/test_keys.py, docs/key-formats.md): copies of the key's secret and of
+    # the password in this process once the loaded key object is freed. Encrypted PKCS#8:
+    # cryptography/OpenSSL decrypt the key into a buffer they free without wiping it.
+    **{f"freed: key in the heap, load {name}": _same(0) for name in KEY_FILES},
+    **{f"freed: key in the heap, load {name}": _same(1) for name in _ENCRYPTED_PKCS8},
+    **{f"freed: password in the heap, load {name}": _same(0) for name in KEY_FILES},
 }
 
 TABLE = "tests/copy_counts.py (COUNTS) and the tables in docs/secrets-in-and-out.md"

@@ -12,7 +12,9 @@ import base64
 import gc
 import json
 import os
+import re
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +27,15 @@ from hypothesis import strategies as st
 pytest.importorskip("cryptography")
 pytest.importorskip("bcrypt")
 
+import cryptography
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from securemem import SecureBytes, _pem, crypto
+from securemem import SecureBytes, _bignum, _pem, crypto
 from tests.conftest import run_python
-from tests.key_copies import RELEASE, expected_copies
+from tests.copy_counts import KEY_FILES, installed_release, mismatch
 from tests.memscan import Marker
 
 PASSWORD_SEED = 1313  # the password is Marker(20, seed=PASSWORD_SEED): letters and digits
@@ -83,6 +86,7 @@ MAKE_KEYS = r'''
     ssh_keygen("pem-traditional-ec", "-t", "ecdsa", "-m", "PEM", "-N", "")
     ssh_keygen("pem-legacy-rsa-password", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", pw)
     ssh_keygen("pem-pkcs8-ecdsa-password", "-t", "ecdsa", "-m", "PKCS8", "-N", pw)
+    ssh_keygen("pem-legacy-ec-password", "-t", "ecdsa", "-m", "PEM", "-N", pw)
 
     ed = ed25519.Ed25519PrivateKey.generate()
     p256 = ec.generate_private_key(ec.SECP256R1())
@@ -90,6 +94,8 @@ MAKE_KEYS = r'''
     write("pem-pkcs8-ed25519-password", ed, s.Encoding.PEM, s.PrivateFormat.PKCS8, True)
     write("pem-traditional-dsa", dsa.generate_private_key(1024), s.Encoding.PEM,
           s.PrivateFormat.TraditionalOpenSSL)
+    write("pem-legacy-dsa-password", dsa.generate_private_key(1024), s.Encoding.PEM,
+          s.PrivateFormat.TraditionalOpenSSL, True)  # AES-256-CBC
     write("der-pkcs8-ec", p256, s.Encoding.DER, s.PrivateFormat.PKCS8)
     write("der-pkcs8-ec-password", p256, s.Encoding.DER, s.PrivateFormat.PKCS8, True)
     write("der-traditional-ec", p256, s.Encoding.DER, s.PrivateFormat.TraditionalOpenSSL)
@@ -164,6 +170,8 @@ CASES = [
     Case("pem-traditional-ec", ec.EllipticCurvePrivateKey),
     Case("pem-traditional-dsa", dsa.DSAPrivateKey),
     Case("pem-legacy-rsa-password", rsa.RSAPrivateKey, True),
+    Case("pem-legacy-ec-password", ec.EllipticCurvePrivateKey, True),
+    Case("pem-legacy-dsa-password", dsa.DSAPrivateKey, True),
     Case("pem-pkcs8-ecdsa-password", ec.EllipticCurvePrivateKey, True),
     Case("pem-pkcs8-ed25519", ed25519.Ed25519PrivateKey),
     Case("pem-pkcs8-ed25519-password", ed25519.Ed25519PrivateKey, True),
@@ -266,15 +274,22 @@ def scan_after_loading(keys: Path, case: Case) -> dict[str, Any]:
     return json.loads(scanned.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def test_the_copy_table_lists_exactly_these_key_files() -> None:
+    assert [case.name for case in CASES] == list(KEY_FILES)
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_loading_leaves_copies_only_where_the_copy_table_says(keys: Path, case: Case) -> None:
     found = scan_after_loading(keys, case)
     for what in ("key", "password"):
-        expected, why = expected_copies(f"{what} {case.name}")
-        assert found[f"{what}_count"] == expected, (
-            f"loading {case.name} leaves {found[f'{what}_count']} copies of the {what} "
-            f"(expected {expected} on cryptography {RELEASE}: {why}) at {found[what]}"
+        # The table's count for this release, and a message saying what changed if not.
+        problem = mismatch(
+            f"freed: {what} in the heap, load {case.name}",
+            found[f"{what}_count"],
+            installed_release(),
+            cryptography.__version__,
         )
+        assert problem is None, f"{problem} (found at {found[what] or 'nowhere'})"
 
 
 @pytest.mark.parametrize("name", ["openssh-ecdsa256-password", "openssh-rsa2048-cbc-password"])
@@ -316,6 +331,20 @@ def test_serialising_with_a_password_needs_a_bytes_copy_of_it() -> None:
     # cryptography refuses any other buffer. When this starts passing, drop the copy.
     with SecureBytes(b"password") as password, pytest.raises(ValueError, match="bytes"):
         serialization.BestAvailableEncryption(password.view())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["pem-legacy-rsa-password", "pem-legacy-dsa-password"])
+def test_legacy_aes_pem_is_decrypted_by_securemem_not_by_cryptographys_pem_loader(
+    keys: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cryptography's PEM loader decodes and decrypts outside locked memory; AES-CBC legacy
+    # PEM (ssh-keygen -m PEM, cryptography's TraditionalOpenSSL) must never reach it.
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the legacy PEM went to cryptography's PEM loader")
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", refuse)
+    key = load(keys, CASES_BY_NAME[name])
+    assert public_der(key) == (keys / f"{name}.public").read_bytes()
 
 
 # -- writing what other tools read --------------------------------------------------------
@@ -511,6 +540,7 @@ ERRORS = [
     ("pem-pkcs8-ed25519-password", b"wrong password", ValueError, "PEM, encrypted PKCS#8"),
     ("der-pkcs8-ec-password", b"wrong password", ValueError, "DER, encrypted PKCS#8"),
     ("pem-legacy-rsa-password", b"wrong password", ValueError, "legacy OpenSSL encryption"),
+    ("pem-legacy-dsa-password", None, TypeError, "legacy OpenSSL encryption"),
     ("pem-traditional-ec", b"unexpected", TypeError, "PEM, traditional EC"),
 ]
 
@@ -659,3 +689,59 @@ def test_any_damage_to_the_decoded_key_gives_a_documented_error(
         except (ValueError, TypeError, UnsupportedAlgorithm) as error:
             assert str(error)
             assert_unchained(error)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_any_bytes_give_a_key_or_a_documented_error(data: bytes) -> None:
+    with SecureBytes(data) as source:
+        try:
+            crypto.load_private_key(source)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            assert_unchained(error)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    d=st.integers(0, (1 << 600) - 1),
+    prime=st.integers(1, (1 << 300) - 1).map(lambda n: 2 * n + 1),
+)
+def test_crt_exponent_in_locked_memory_matches_python_ints(d: int, prime: int) -> None:
+    d_bytes = d.to_bytes(75, "big")
+    prime_bytes = b"\x00" + prime.to_bytes(38, "big")  # an mpint may carry a sign byte
+    with _bignum.mod_prime_minus_one(
+        memoryview(d_bytes), memoryview(prime_bytes), None
+    ) as remainder:
+        assert int.from_bytes(remainder.view(), "big") == d % (prime - 1)
+
+
+@pytest.mark.parametrize(
+    "name", ["openssh-ed25519-password", "pem-legacy-ec-password", "pem-pkcs8-ed25519-password"]
+)
+def test_closing_the_key_or_password_from_another_thread_mid_load(keys: Path, name: str) -> None:
+    # Another thread closes the caller's SecureBytes while the load reads them: the load
+    # either finishes with the right key or fails with a documented error; it never reads
+    # freed memory, crashes, or leaves the arena inconsistent (the autouse fixture checks).
+    expected = (keys / f"{name}.public").read_bytes()
+    for delay in (0.0, 0.0005, 0.002, 0.01, 0.05):
+        with password_marker() as marker:
+            data = SecureBytes.from_file(keys / name)
+            password = SecureBytes(marker.view())
+        closer = threading.Timer(delay, lambda d=data, p=password: (d.close(), p.close()))
+        closer.start()
+        try:
+            key = crypto.load_private_key(data, password)
+        except (ValueError, TypeError) as error:  # SecureBytesClosedError is a ValueError
+            assert_unchained(error)
+        else:
+            assert public_der(key) == expected
+        closer.join()
+        assert data.closed and password.closed
+
+
+def test_the_key_formats_page_names_only_tests_that_exist() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "key-formats.md").read_text()
+    named = set(re.findall(r"`(test_\w+)", page))
+    assert named, "the page names no test"
+    missing = sorted(name for name in named if not callable(globals().get(name)))
+    assert not missing, f"docs/key-formats.md names tests that do not exist: {missing}"
