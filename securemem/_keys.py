@@ -183,8 +183,8 @@ def _load_legacy(
     described += " with legacy OpenSSL encryption (Proc-Type/DEK-Info)"
     legacy = _guarded(described, lambda: _legacy_der(view, block, password, arena))
     if legacy is None:
-        # Another legacy cipher (DES-EDE3-CBC): cryptography's PEM loader decodes and
-        # decrypts it, outside locked memory (see docs/key-formats.md).
+        # A cipher securemem does not know (DES-CBC, ...): cryptography's PEM loader decodes
+        # and decrypts it, outside locked memory (see docs/key-formats.md).
         return _guarded(
             described,
             lambda: serialization.load_pem_private_key(
@@ -208,10 +208,10 @@ def _load_legacy(
 def _legacy_der(
     view: memoryview, block: _pem.PemBlock, password: memoryview | None, arena: Arena | None
 ) -> SecureBytes | None:
-    """The DER inside a PEM block with legacy AES-CBC encryption, decrypted into locked
-    memory; None for a cipher securemem leaves to cryptography."""
+    """The DER inside a PEM block with legacy encryption (AES-CBC, DES-EDE3-CBC), decrypted
+    into locked memory; None for a cipher securemem leaves to cryptography."""
     found, body = _legacypem.headers(view, block)
-    cipher = _legacypem.aes_cipher(found)
+    cipher = _legacypem.cipher(found)
     if cipher is None or b"ENCRYPTED" not in found.get(b"Proc-Type", b""):
         return None
     if password is None:

@@ -109,6 +109,27 @@ MAKE_KEYS = r'''
         write("raw-" + cls.__name__[:-10].lower(), cls.generate(), s.Encoding.Raw,
               s.PrivateFormat.Raw)
 
+    # Legacy PEM with DES-EDE3-CBC (old `openssl rsa -des3`), written by hand here: no tool
+    # in the test setup writes one. cryptography reading it back shows the file is right.
+    import base64, hashlib, os
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+    der = rsa.generate_private_key(65537, 2048).private_bytes(
+        s.Encoding.DER, s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption())
+    iv, wrapping, digest = os.urandom(8), b"", b""
+    while len(wrapping) < 24:  # EVP_BytesToKey, MD5, one round
+        digest = hashlib.md5(digest + password + iv).digest()
+        wrapping += digest
+    padder = padding.PKCS7(64).padder()
+    encryptor = Cipher(TripleDES(wrapping[:24]), modes.CBC(iv)).encryptor()
+    body = encryptor.update(padder.update(der) + padder.finalize()) + encryptor.finalize()
+    des3 = (b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: DES-EDE3-CBC,"
+            + iv.hex().upper().encode() + b"\n\n" + base64.encodebytes(body)
+            + b"-----END RSA PRIVATE KEY-----\n")
+    (out / "pem-legacy-rsa-des3-password").write_bytes(des3)
+    made["pem-legacy-rsa-des3-password"] = s.load_pem_private_key(des3, password)
+
     # Text around the key: a byte-order mark, a comment, CRLF line ends.
     crlf = p256.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption())
     (out / "pem-bom-text-crlf").write_bytes(
@@ -172,6 +193,7 @@ CASES = [
     Case("pem-legacy-rsa-password", rsa.RSAPrivateKey, True),
     Case("pem-legacy-ec-password", ec.EllipticCurvePrivateKey, True),
     Case("pem-legacy-dsa-password", dsa.DSAPrivateKey, True),
+    Case("pem-legacy-rsa-des3-password", rsa.RSAPrivateKey, True),
     Case("pem-pkcs8-ecdsa-password", ec.EllipticCurvePrivateKey, True),
     Case("pem-pkcs8-ed25519", ed25519.Ed25519PrivateKey),
     Case("pem-pkcs8-ed25519-password", ed25519.Ed25519PrivateKey, True),
@@ -333,12 +355,15 @@ def test_serialising_with_a_password_needs_a_bytes_copy_of_it() -> None:
         serialization.BestAvailableEncryption(password.view())  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["pem-legacy-rsa-password", "pem-legacy-dsa-password"])
-def test_legacy_aes_pem_is_decrypted_by_securemem_not_by_cryptographys_pem_loader(
+@pytest.mark.parametrize(
+    "name", ["pem-legacy-rsa-password", "pem-legacy-dsa-password", "pem-legacy-rsa-des3-password"]
+)
+def test_legacy_pem_is_decrypted_by_securemem_not_by_cryptographys_pem_loader(
     keys: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # cryptography's PEM loader decodes and decrypts outside locked memory; AES-CBC legacy
-    # PEM (ssh-keygen -m PEM, cryptography's TraditionalOpenSSL) must never reach it.
+    # cryptography's PEM loader decodes and decrypts outside locked memory; legacy PEM with
+    # AES-CBC (ssh-keygen -m PEM, cryptography's TraditionalOpenSSL) or DES-EDE3-CBC must
+    # never reach it.
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the legacy PEM went to cryptography's PEM loader")
 
