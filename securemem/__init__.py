@@ -18,8 +18,8 @@ from securemem._errors import (
     SecureBytesClosedError,
     SecureMemoryError,
 )
-from securemem._hardening import disable_core_dumps
 from securemem._handoff import secret_file
+from securemem._hardening import disable_core_dumps
 from securemem._lockmemory import LockedMemory, lock_memory
 from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
 from securemem._securebytes import SecureBytes
