@@ -586,6 +586,26 @@ def case_env__bytes_fromhex(keys: Path) -> Counts:
     return _env_counts(keys, stdlib=True)
 
 
+@case
+def case_env__from_base64(keys: Path) -> Counts:
+    """The secret arrives base64-encoded in the environment variable SECRET_B64."""
+    with read(keys, "env.raw") as raw, raw.to_base64() as encoded:
+        marker = Marker.copy_of(raw.view())
+        text = Marker.copy_of(encoded.view())
+    with marker, text:
+        at_start = outside(text)
+        with SecureBytes.from_base64(os.environ["SECRET_B64"]):
+            decoded = outside(marker)
+        del os.environ["SECRET_B64"]
+        released()
+        return {
+            "text_at_start": at_start,
+            "decoded": decoded,
+            "text_after_del": outside(text),
+            "decoded_after": outside(marker),
+        }
+
+
 def _json_counts(keys: Path, *, stdlib: bool) -> Counts:
     """The secret arrives hex-encoded as a JSON string in a configuration file."""
     with read(keys, "env.raw") as raw:

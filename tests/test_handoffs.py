@@ -11,6 +11,7 @@ per-release entry.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -106,6 +107,12 @@ EXPECTED: dict[str, Counts] = {
     "env.from_hex": {"text_at_start": 2, "decoded": 0, "text_after_del": 2, "decoded_after": 0},
     # The stdlib decoder's bytes: found while referenced; freed, its memory was reused by the
     # time of the scan (a copy that existed: the scan says "not left", never "never made").
+    "env.from_base64": {
+        "text_at_start": 2,
+        "decoded": 0,
+        "text_after_del": 2,
+        "decoded_after": 0,
+    },
     "env.bytes_fromhex": {
         "text_at_start": 2,
         "decoded": 1,
@@ -135,6 +142,7 @@ def measure(case: str, keys: Path) -> Counts:
         with SecureBytes.from_file(keys / "env.raw") as raw:
             # Only the child is scanned; this process hands it the text it would find.
             environment["SECRET_HEX"] = raw.view().hex()
+            environment["SECRET_B64"] = base64.b64encode(raw.view()).decode("ascii")
     result = subprocess.run(
         [sys.executable, "-m", "tests.handoff_cases", case, "."],
         capture_output=True,
