@@ -64,12 +64,14 @@ def outside(marker: Marker) -> int:
     key copy :func:`securemem.crypto.aead` gives an AEAD): it is wiped on release. The other
     live markers' workspaces are the measurement's own, not copies the code under test made.
     """
+    return sum(1 for found in marker.scan().found if not _in_locked_or_marker(found, marker))
+
+
+def _in_locked_or_marker(address: int, marker: Marker) -> bool:
     ranges = [(base, base + length) for base, length in default_arena().mapped_ranges()]
     # Other markers' own workspaces (a marker of a whole key holds each of its halves).
     ranges += [o._range for o in gc.get_objects() if isinstance(o, Marker) and o is not marker]
-    return sum(
-        1 for found in marker.scan().found if not any(lo <= found < hi for lo, hi in ranges)
-    )
+    return any(low <= address < high for low, high in ranges)
 
 
 def read(keys: Path, name: str) -> SecureBytes:
@@ -558,52 +560,73 @@ def _count_decoded(text: str, marker: Marker, *, stdlib: bool) -> int:
         return outside(marker)
 
 
-def _env_counts(keys: Path, *, stdlib: bool) -> Counts:
-    """The secret arrives hex-encoded in the environment variable SECRET_HEX."""
+def on_stack(marker: Marker) -> tuple[int, int]:
+    """(copies on the main thread's stack, copies elsewhere outside locked memory)."""
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        stacks = [
+            tuple(int(part, 16) for part in line.split()[0].split("-"))
+            for line in maps
+            if line.rstrip().endswith("[stack]")
+        ]
+    found = [a for a in marker.scan().found if not _in_locked_or_marker(a, marker)]
+    stacked = sum(1 for a in found if any(low <= a < high for low, high in stacks))
+    return stacked, len(found) - stacked
+
+
+def _env_counts(keys: Path, variable: str, text: Marker, *, stdlib: bool = False) -> Counts:
+    """The secret arrives encoded in an environment variable.
+
+    Counted apart: the C environment block (on the process's stack, put there by the kernel
+    at exec) and Python's own copy. Once freed, whether Python's copy has been reused depends
+    on everything the process allocated since, so only the environment block is counted after
+    ``del os.environ[...]``: it is never freed, only unlinked.
+    """
     with read(keys, "env.raw") as raw:
         marker = Marker.copy_of(raw.view())
-        text = hex_marker(raw)
     with marker, text:
-        at_start = outside(text)
-        decoded = _count_decoded(os.environ["SECRET_HEX"], marker, stdlib=stdlib)
-        del os.environ["SECRET_HEX"]
+        block, python = on_stack(text)
+        value = os.environ[variable]
+        if stdlib:
+            decoded_bytes = bytes.fromhex(value)  # an unwipeable copy
+            secret = SecureBytes(decoded_bytes)
+        elif variable == "SECRET_B64":
+            secret = SecureBytes.from_base64(value)
+        else:
+            secret = SecureBytes.from_hex(value)
+        with secret:
+            decoded = outside(marker)
+        counts = {"environ_block": block, "python_text": python, "decoded": decoded}
+        if stdlib:
+            del decoded_bytes
+        del value, os.environ[variable]
         released()
-        return {
-            "text_at_start": at_start,
-            "decoded": decoded,
-            "text_after_del": outside(text),
-            "decoded_after": outside(marker),
-        }
+        counts["environ_block_after_del"] = on_stack(text)[0]
+        if not stdlib:
+            counts["decoded_after"] = outside(marker)
+        return counts
+
+
+def env_text(keys: Path, encoding: str) -> Marker:
+    with read(keys, "env.raw") as raw:
+        if encoding == "hex":
+            return hex_marker(raw)
+        with raw.to_base64() as encoded:
+            return Marker.copy_of(encoded.view())
 
 
 @case
 def case_env__from_hex(keys: Path) -> Counts:
-    return _env_counts(keys, stdlib=False)
+    return _env_counts(keys, "SECRET_HEX", env_text(keys, "hex"))
 
 
 @case
 def case_env__bytes_fromhex(keys: Path) -> Counts:
-    return _env_counts(keys, stdlib=True)
+    return _env_counts(keys, "SECRET_HEX", env_text(keys, "hex"), stdlib=True)
 
 
 @case
 def case_env__from_base64(keys: Path) -> Counts:
-    """The secret arrives base64-encoded in the environment variable SECRET_B64."""
-    with read(keys, "env.raw") as raw, raw.to_base64() as encoded:
-        marker = Marker.copy_of(raw.view())
-        text = Marker.copy_of(encoded.view())
-    with marker, text:
-        at_start = outside(text)
-        with SecureBytes.from_base64(os.environ["SECRET_B64"]):
-            decoded = outside(marker)
-        del os.environ["SECRET_B64"]
-        released()
-        return {
-            "text_at_start": at_start,
-            "decoded": decoded,
-            "text_after_del": outside(text),
-            "decoded_after": outside(marker),
-        }
+    return _env_counts(keys, "SECRET_B64", env_text(keys, "base64"))
 
 
 def _json_counts(keys: Path, *, stdlib: bool) -> Counts:
