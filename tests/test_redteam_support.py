@@ -25,7 +25,7 @@ SIZE = 32
 
 
 def describe_exit(returncode: int) -> str:
-    """"exit status 3" or "killed by SIGSEGV" for a child's return code."""
+    """ "exit status 3" or "killed by SIGSEGV" for a child's return code."""
     if returncode < 0:
         try:
             return f"killed by {signal.Signals(-returncode).name}"
