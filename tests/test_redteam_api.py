@@ -1,0 +1,334 @@
+"""Red team: the public API given what users (and attackers) actually pass (issue 14).
+
+Options are checked, not truth-tested; a size is a size however it is spelled; a secret is
+a buffer on every supported Python; misuse gets a clear error naming what was wrong, never
+an AttributeError from the inside, a cffi message, or a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+import securemem
+from securemem import Arena, SecureBytes, SecureBytesClosedError
+from tests.conftest import child_env
+from tests.test_redteam_support import MINE, OTHER, SIZE, in_child
+
+MODULE = "tests.test_redteam_api"
+
+
+# -- options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "option", "error"),
+    [
+        (lambda: Arena(prefetch="no"), "prefetch", TypeError),
+        (lambda: Arena(reserve_pages=2.5), "reserve_pages", TypeError),
+        (lambda: Arena(region_pages="4"), "region_pages", TypeError),
+        (lambda: Arena(kernel="linux"), "kernel", TypeError),
+        (lambda: Arena(on_lock_failure=None), "on_lock_failure", (TypeError, ValueError)),
+        (lambda: Arena(backend="tmpfs"), "backend", ValueError),
+        (lambda: Arena(reserve_pages=-1), "reserve_pages", ValueError),
+        (lambda: SecureBytes(32, guarded="no"), "guarded", TypeError),
+        (lambda: SecureBytes.random(32, guarded="no"), "guarded", TypeError),
+        (lambda: SecureBytes(32, arena="default"), "arena", TypeError),
+    ],
+    ids=[
+        "prefetch='no'",
+        "reserve_pages=2.5",
+        "region_pages='4'",
+        "kernel='linux'",
+        "on_lock_failure=None",
+        "backend='tmpfs'",
+        "reserve_pages=-1",
+        "guarded='no'",
+        "random(guarded='no')",
+        "arena='default'",
+    ],
+)
+def test_options_are_checked_and_the_error_names_the_option(
+    make: Any, option: str, error: type[Exception] | tuple[type[Exception], ...]
+) -> None:
+    """Main: prefetch="no" turned prefetch on, guarded="no" guarded, reserve_pages=2.5 was
+    accepted and kernel="linux" failed later with an AttributeError."""
+    before = securemem.stats().allocations
+    with pytest.raises(error) as raised:
+        made = make()
+        if isinstance(made, SecureBytes):
+            made.close()
+    assert option in str(raised.value), f"the error does not name {option}: {raised.value}"
+    assert securemem.stats().allocations == before, "a refused call left a secret behind"
+
+
+def test_doctor_refuses_an_empty_requirement_list() -> None:
+    """Main: ``securemem doctor --require ''`` checked nothing and passed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "securemem", "doctor", "--require", ""],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, "an empty --require passed: it checks nothing"
+    assert "require" in (result.stderr + result.stdout), result.stderr
+
+
+# -- sizes -----------------------------------------------------------------------------
+
+
+class _FalsyInt(int):
+    """An int subclass that is false in a boolean context (numpy-like, or adversarial)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class _Size:
+    """A size spelled as an object with ``__index__`` only."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def test_random_with_a_falsy_int_subclass_gives_random_bytes() -> None:
+    """Main: ``SecureBytes.random(n)`` with such an ``n`` returned 32 zero bytes, a "random"
+    key of zeros (``if size and ...`` skipped the CSPRNG)."""
+    with SecureBytes.random(_FalsyInt(SIZE)) as key:
+        assert len(key) == SIZE
+        assert bytes(key.view()) != bytes(SIZE), "a random key of zeros"
+    with SecureBytes(_FalsyInt(SIZE)) as zeros:
+        assert len(zeros) == SIZE
+
+
+def test_random_takes_any_index_as_its_size() -> None:
+    """Main: ``SecureBytes.random(obj)`` with an ``__index__`` object gave cffi's "an integer
+    is required" although ``SecureBytes(obj)`` accepts it."""
+    with SecureBytes.random(_Size(SIZE)) as key:
+        assert len(key) == SIZE
+        assert bytes(key.view()) != bytes(SIZE)
+
+
+def hostile_random_size() -> dict[str, Any]:
+    """``__index__`` that answers 16 first and 4096 after: the size must be read once."""
+    others = [SecureBytes(bytes([OTHER]) * SIZE) for _ in range(8)]
+
+    class Growing:
+        calls = 0
+
+        def __index__(self) -> int:
+            self.calls += 1
+            return 16 if self.calls == 1 else 4096
+
+    try:
+        key = SecureBytes.random(Growing())
+        outcome, length = "made", len(key)
+        key.close()
+    except (TypeError, ValueError) as error:
+        outcome, length = f"{type(error).__name__}: {error}", None
+    corrupted = sum(1 for other in others if bytes(other.view()) != bytes([OTHER]) * SIZE)
+    return {"outcome": outcome, "length": length, "corrupted": corrupted}
+
+
+def test_random_reads_a_hostile_size_once() -> None:
+    """Random bytes written for a second, larger answer would overrun the 16-byte slot."""
+    result = in_child(MODULE, "hostile_random_size")
+    assert result["corrupted"] == 0, f"random bytes overran into other secrets: {result}"
+    assert result["outcome"] == "made" and result["length"] == 16, result
+
+
+# -- comparison and membership ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["text", "", "A" * SIZE])
+def test_comparing_with_text_raises_type_error(text: str) -> None:
+    """Main: ``s == "text"`` returned False silently (a bug hiding as a wrong password);
+    ``hmac.compare_digest`` raises TypeError for str against bytes, and so must this."""
+    with SecureBytes(bytes([MINE]) * SIZE) as secret:
+        with pytest.raises(TypeError):
+            secret == text  # noqa: B015 - the comparison itself must raise
+        with pytest.raises(TypeError):
+            secret != text  # noqa: B015
+
+
+@pytest.mark.parametrize(
+    ("needle", "expected"),
+    [(b"\x02", True), (b"\x02\x03", True), (b"\x09", False), (2, True), (9, False)],
+)
+def test_membership_is_right_or_refused(needle: bytes | int, expected: bool) -> None:
+    """Main: ``b"\\x02" in s`` was False while s held that byte (``in`` iterated ints)."""
+    with SecureBytes(b"\x01\x02\x03") as secret:
+        try:
+            found = needle in secret
+        except TypeError:
+            return  # refused: a clear error, the other acceptable answer
+        assert found is expected
+
+
+# -- lifecycle misuse ---------------------------------------------------------------------
+
+
+def reinit_live_secret() -> dict[str, Any]:
+    """``s.__init__(...)`` on a live secret holding a marker; afterwards, close it."""
+    from tests.memscan import Marker
+
+    marker = Marker(SIZE)
+    before = securemem.stats().allocations
+    secret = SecureBytes(marker.view())
+    try:
+        secret.__init__(16)  # type: ignore[misc]
+        outcome = "reinitialised"
+        length = len(secret)
+        content_ok = bytes(secret.view()) == bytes(16)
+    except (TypeError, RuntimeError, ValueError) as error:
+        outcome = f"refused: {type(error).__name__}"
+        length = len(secret)
+        content_ok = bytes(secret.view()) == bytes(marker.view())
+    secret.close()
+    return {
+        "outcome": outcome,
+        "length": length,
+        "content_ok": content_ok,
+        "copies_left": len(marker.scan().found),
+        "allocations_left": securemem.stats().allocations - before,
+    }
+
+
+def test_reinit_of_a_live_secret_is_refused_or_releases_the_old_slot() -> None:
+    """Main: the old slot leaked, unwiped, for the life of the process."""
+    result = in_child(MODULE, "reinit_live_secret")
+    assert result["content_ok"], f"the secret's content is neither old nor new: {result}"
+    assert result["copies_left"] == 0, f"the old bytes stayed in memory: {result}"
+    assert result["allocations_left"] == 0, f"a slot leaked: {result}"
+
+
+def bare_new() -> dict[str, Any]:
+    """Every use of ``SecureBytes.__new__(SecureBytes)``, with what each raised."""
+    try:
+        bare = SecureBytes.__new__(SecureBytes)
+    except TypeError as error:
+        return {"new": f"TypeError: {error}", "uses": {}}
+    uses: dict[str, Any] = {
+        "len": lambda: len(bare),
+        "repr": lambda: repr(bare),
+        "closed": lambda: bare.closed,
+        "getitem": lambda: bare[0],
+        "setitem": lambda: bare.__setitem__(0, 1),
+        "slice": lambda: bare[:],
+        "eq": lambda: bare == b"",
+        "wipe": lambda: bare.wipe(),
+        "view": lambda: bare.view(),
+        "memoryview": lambda: memoryview(bare),  # type: ignore[arg-type]
+        "bytes": lambda: bytes(bare),
+        "close": lambda: bare.close(),
+    }
+    outcomes: dict[str, str] = {}
+    for name, use in uses.items():
+        try:
+            use()
+            outcomes[name] = "ok"
+        except Exception as error:  # noqa: BLE001 - what is raised is what we check
+            outcomes[name] = type(error).__name__
+    del bare  # the finaliser of a never-initialised secret must not crash either
+    return {"new": "made", "uses": outcomes}
+
+
+def test_a_bare_new_secret_is_refused_or_behaves_as_closed() -> None:
+    """Main: AttributeError from the inside on every use."""
+    result = in_child(MODULE, "bare_new")
+    allowed = {"ok", "SecureBytesClosedError", "TypeError", "ValueError"}
+    wrong = {name: raised for name, raised in result["uses"].items() if raised not in allowed}
+    assert wrong == {}, f"uses of a bare SecureBytes raised the wrong errors: {wrong}"
+    if result["uses"]:
+        assert result["uses"]["getitem"] == "SecureBytesClosedError", result
+
+
+# -- the buffer protocol on every supported Python -----------------------------------------
+
+
+KEY = bytes(range(1, SIZE + 1))
+
+
+def test_a_secret_is_a_buffer_without_view() -> None:
+    """Main on 3.11: every hand-off needed ``.view()`` (``memoryview(s)`` raised TypeError)."""
+    with SecureBytes(KEY) as secret:
+        view = memoryview(secret)  # type: ignore[arg-type]
+        assert (view.nbytes, view.readonly, view.format) == (SIZE, False, "B")
+        view[0] = 0x7F
+        assert secret[0] == 0x7F
+        view[0] = KEY[0]
+        view.release()
+        assert hashlib.sha256(secret).digest() == hashlib.sha256(KEY).digest()  # type: ignore[arg-type]
+        mac = hmac.new(secret, b"m", "sha256").digest()  # type: ignore[arg-type]
+        assert mac == hmac.new(KEY, b"m", "sha256").digest()
+        read_end, write_end = os.pipe()
+        try:
+            assert os.write(write_end, secret) == SIZE  # type: ignore[arg-type]
+            assert os.read(read_end, SIZE + 1) == KEY
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+
+def test_cryptography_takes_a_secret_as_its_key() -> None:
+    aead = pytest.importorskip("cryptography.hazmat.primitives.ciphers.aead")
+    with SecureBytes(KEY) as secret:
+        sealed = aead.AESGCM(secret).encrypt(b"\x00" * 12, b"message", None)
+        assert aead.AESGCM(KEY).decrypt(b"\x00" * 12, sealed, None) == b"message"
+
+
+def _python_calls_named(name: str, action: Any) -> int:
+    """How many Python-level functions called ``name`` ran during ``action()``."""
+    seen = [0]
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_name == name:
+            seen[0] += 1
+
+    sys.setprofile(profiler)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return seen[0]
+
+
+@pytest.mark.parametrize("convert", [bytes, bytearray], ids=["bytes", "bytearray"])
+def test_bytes_copies_through_the_buffer_not_byte_by_byte(convert: type) -> None:
+    """Main on 3.11: ``bytes(s)`` ran ``__iter__``, one Python int per byte, with
+    ``_check_open`` per byte: 4 KiB took milliseconds."""
+    with SecureBytes(4096) as secret:
+        secret[7] = 9
+        copies: list[Any] = []
+        assert _python_calls_named("__iter__", lambda: copies.append(convert(secret))) == 0
+        assert copies[0] == bytes(7) + b"\x09" + bytes(4088)
+    try:
+
+        class Spy(SecureBytes):  # type: ignore[misc,unused-ignore]
+            def __iter__(self) -> Any:
+                raise AssertionError("bytes() iterated the secret")
+
+    except TypeError:
+        return  # a final type: nothing can override __iter__
+    with Spy(b"\x01\x02") as spied:
+        assert convert(spied) == b"\x01\x02"
+
+
+def test_closed_secret_refuses_buffer_export() -> None:
+    secret = SecureBytes(KEY)
+    secret.close()
+    with pytest.raises(SecureBytesClosedError):
+        memoryview(secret)  # type: ignore[arg-type]
+    with pytest.raises(SecureBytesClosedError):
+        hashlib.sha256(secret)  # type: ignore[arg-type]
