@@ -33,6 +33,7 @@ from tests.test_redteam_support import in_child, vmlck_bytes
 
 MODULE = "tests.test_redteam_interrupts"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+INTERRUPTS = 400  # landed in the measured statements, per storm
 
 
 def _release_once(mode: str, source: memoryview) -> None:
@@ -95,7 +96,11 @@ def interrupt_storm(mode: str, iterations: int) -> dict[str, Any]:
     sys.unraisablehook = record
     thread = threading.Thread(target=interrupter, daemon=True)
     thread.start()
-    for _ in range(iterations):
+    # Until enough interrupts landed: a fast core finishes many more releases per interrupt.
+    deadline = time.monotonic() + 20
+    done = 0
+    while (done < iterations or interrupts[0] < INTERRUPTS) and time.monotonic() < deadline:
+        done += 1
         try:
             armed[0] = True
             _release_once(mode, source)
@@ -110,6 +115,7 @@ def interrupt_storm(mode: str, iterations: int) -> dict[str, Any]:
     stats = securemem.stats()
     found = marker.scan().found
     return {
+        "releases": done,
         "interrupts": interrupts[0],
         "cut_finalisers": len(cut_finalisers),
         "unwiped": len(found),
@@ -125,15 +131,17 @@ MODES = {
     "del": 20000,
     "view-close": 10000,
     "view-del": 10000,
-    "guarded-close": 2000,
-    "guarded-del": 2000,
+    "guarded-close": 1000,
+    "guarded-del": 1000,
 }
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_interrupt_storm_leaves_nothing_unwiped_stuck_or_miscounted(mode: str) -> None:
     result = in_child(MODULE, "interrupt_storm", mode=mode, iterations=MODES[mode])
-    assert result["interrupts"] > 200, f"too few interrupts landed to prove anything: {result}"
+    assert result["interrupts"] >= INTERRUPTS, (
+        f"too few interrupts landed to prove anything: {result}"
+    )
     assert result["unwiped"] == 0, f"secrets left unwiped in memory: {result}"
     assert result["allocations"] == 0 and result["in_use_bytes"] == 0, f"stuck slots: {result}"
     assert abs(result["stats_locked"] - result["kernel_locked"]) <= PAGE, (
