@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     step("threads")
     results["threads"] = _workloads.threads(systems, 1_000 if quick else 20_000)
+    step("access: copy-in and s[i]")
+    results["access"] = _workloads.access(budget, repeats)
     step("report and chart")
     results["targets"] = _report.targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
