@@ -128,6 +128,17 @@ def kernel_failure(call: str, number: int, length: int, kernel: Kernel) -> Secur
     return KernelError(number, f"{what} {_WHAT_TO_DO.get(call, _REPORT)}")
 
 
+def random_failure(number: int) -> KernelError:
+    """The error for the operating system's random source failing (SecureBytes.random)."""
+    return KernelError(
+        number,
+        f"the operating system's random source failed: {errno_name(number)} "
+        f"({os.strerror(number)}). No secret was made; try again, and if it "
+        "keeps failing check that the system's entropy source (getrandom, "
+        "/dev/urandom) works inside this container or sandbox.",
+    )
+
+
 _REPORT = (
     "securemem did not expect this: please report it with the output of "
     "`python -m securemem doctor`."

@@ -31,6 +31,14 @@ _table_lock = threading.Lock()  # PageLocks is not thread-safe by itself
 _native: NativeKernel | None = None
 
 
+def forget_after_fork() -> None:
+    """In a forked child (called by ``_fork``): memory locks are not inherited across
+    fork, so the parent's counts say nothing about the child; its lock is fresh too."""
+    global _table_lock
+    _table_lock = threading.Lock()
+    _tables.clear()
+
+
 def register_arena(arena: Any) -> None:
     """Called by every arena: its mapped ranges are off limits to :func:`lock_memory`."""
     _arenas.add(arena)
@@ -43,7 +51,15 @@ def _default_kernel() -> Kernel:
     return _native
 
 
+def _same_pages(kernel: Kernel) -> Kernel:
+    """The kernel whose counts ``kernel`` shares: every NativeKernel object is the same
+    operating system, so they keep one count per page (two tables would each think they
+    hold a page that the other's release unlocks)."""
+    return _default_kernel() if type(kernel) is NativeKernel else kernel
+
+
 def _table(kernel: Kernel) -> PageLocks:
+    kernel = _same_pages(kernel)
     table = _tables.get(kernel)
     if table is None:
         table = _tables[kernel] = PageLocks(kernel)
@@ -167,5 +183,5 @@ def locked_pages(kernel: Kernel | None = None) -> dict[int, int]:
     """{page: handles holding it} for memory locked through :func:`lock_memory`."""
     kernel = kernel if kernel is not None else _default_kernel()
     with _table_lock:
-        table = _tables.get(kernel)
+        table = _tables.get(_same_pages(kernel))
         return table.locked_pages() if table is not None else {}

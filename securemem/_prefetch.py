@@ -40,7 +40,6 @@ from __future__ import annotations
 import _thread
 import contextlib
 import errno
-import os
 import threading
 import time
 import weakref
@@ -66,15 +65,11 @@ class _Job:
 _live: weakref.WeakSet[Prefetcher] = weakref.WeakSet()
 
 
-def _forget_after_fork() -> None:
-    # A thread does not survive fork: its job would never finish in the child,
-    # and the condition may have been held at the moment of the fork.
+def forget_after_fork() -> None:
+    """In a forked child (called by ``_fork``): a thread does not survive fork, so its
+    job would never finish, and the condition may have been held at the moment of it."""
     for prefetcher in list(_live):
         prefetcher._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class Prefetcher:
