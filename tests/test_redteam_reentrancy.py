@@ -115,6 +115,48 @@ def test_index_hook_that_closes_the_secret_never_touches_another(
     ), f"{operation} on a secret closed mid-operation: {result}"
 
 
+def arena_dropped_mid_operation(operation: str) -> dict[str, Any]:
+    """``__index__`` closes the secret and drops the last reference to its arena (collected at
+    once): the operation that called it must not touch the arena's freed state."""
+    import gc
+
+    from securemem import Arena
+
+    holder = [Arena()]
+    victim = SecureBytes(bytes([MINE]) * SIZE, arena=holder[0])
+    others: list[SecureBytes] = []
+
+    class DropsTheArena:
+        def __index__(self) -> int:
+            victim.close()
+            holder.clear()
+            gc.collect()
+            others.extend(_others(False, 4))  # the default arena: reuses freed C memory
+            return 0
+
+    try:
+        if operation == "a[i] = v":
+            victim[DropsTheArena()] = WRITTEN
+        elif operation == "a[i]":
+            victim[DropsTheArena()]
+        else:
+            victim[DropsTheArena() :]
+        outcome = "completed"
+    except SecureBytesClosedError:
+        outcome = "refused"
+    victim.close()
+    gc.collect()
+    return {"outcome": outcome, "others_corrupted": _corrupted(others)}
+
+
+@pytest.mark.parametrize("operation", ["a[i] = v", "a[i]", "a[i:]"])
+def test_index_hook_that_drops_the_arena_leaves_the_process_sound(operation: str) -> None:
+    """A use after free of the allocator's own state would crash the child or corrupt."""
+    result = in_child(MODULE, "arena_dropped_mid_operation", operation=operation)
+    assert result["outcome"] == "refused", result
+    assert result["others_corrupted"] == 0, result
+
+
 def comparison_hook_attack(guarded: bool) -> dict[str, Any]:
     """``a == other`` where producing ``other``'s bytes closes ``a`` and refills its slot.
 

@@ -106,6 +106,40 @@ def test_close_from_another_thread_never_lets_an_operation_touch_another_secret(
     assert result["foreign_reads"] == 0, f"a read returned another secret's bytes: {result}"
 
 
+def double_close_race(rounds: int) -> dict[str, Any]:
+    """Two threads close the same secret at once, round after round; then every slot the
+    allocator hands out must be distinct (a slot freed twice is handed out twice)."""
+    sys.setswitchinterval(1e-6)
+    for _ in range(rounds):
+        victim = SecureBytes(bytes([MINE]) * SIZE)
+        start = threading.Barrier(2)
+
+        def close_it(victim: SecureBytes = victim, start: threading.Barrier = start) -> None:
+            start.wait()
+            victim.close()
+
+        racer = threading.Thread(target=close_it)
+        racer.start()
+        close_it()
+        racer.join()
+    held = [SecureBytes(SIZE) for _ in range(4 * rounds)]
+    addresses = [secret.address for secret in held]
+    for secret in held:
+        secret.close()
+    import securemem
+
+    return {
+        "handed_out_twice": len(addresses) - len(set(addresses)),
+        "allocations_left": securemem.stats().allocations,
+    }
+
+
+def test_two_threads_closing_one_secret_free_its_slot_once() -> None:
+    result = in_child(MODULE, "double_close_race", rounds=500)
+    assert result["handed_out_twice"] == 0, f"a slot was freed twice: {result}"
+    assert result["allocations_left"] == 0, result
+
+
 def export_then_close_then_write() -> dict[str, Any]:
     """A view outlives ``close()`` and is written: the write must land in the closed secret's
     own (wiped, not yet reused) slot, and that slot must be zero when it is handed out again."""
