@@ -257,6 +257,40 @@ def test_a_bare_new_secret_is_refused_or_behaves_as_closed() -> None:
         assert result["uses"]["getitem"] == "SecureBytesClosedError", result
 
 
+def use_a_noaccess_secret(operation: str) -> dict[str, Any]:
+    """One operation on a guarded secret protected ``"noaccess"``: what it raised."""
+    secret = SecureBytes(bytes([MINE]) * SIZE, guarded=True)
+    secret.protect("noaccess")
+    uses: dict[str, Any] = {
+        "s[0]": lambda: secret[0],
+        "s[0] = 1": lambda: secret.__setitem__(0, 1),
+        "s[:4]": lambda: secret[:4],
+        "s == data": lambda: secret == bytes(SIZE),
+        "SecureBytes(s)": lambda: SecureBytes(secret),
+        "bytes(s)": lambda: bytes(secret.view()),
+    }
+    try:
+        uses[operation]()
+        outcome = "completed"
+    except Exception as error:
+        outcome = type(error).__name__
+    secret.protect("readwrite")
+    intact = bytes(secret.view()) == bytes([MINE]) * SIZE
+    secret.close()
+    return {"outcome": outcome, "intact": intact}
+
+
+@pytest.mark.parametrize(
+    "operation", ["s[0]", "s[0] = 1", "s[:4]", "s == data", "SecureBytes(s)", "bytes(s)"]
+)
+def test_using_a_noaccess_secret_raises_instead_of_crashing(operation: str) -> None:
+    """``protect("noaccess")`` is there to catch stray native pointers; securemem's own
+    operations know the protection and can say so (main: SIGSEGV from every one of them)."""
+    result = in_child(MODULE, "use_a_noaccess_secret", operation=operation)
+    assert result["outcome"] != "completed", f"{operation} read or wrote a noaccess secret"
+    assert result["intact"], result
+
+
 # -- the buffer protocol on every supported Python -----------------------------------------
 
 

@@ -140,6 +140,66 @@ def test_two_threads_closing_one_secret_free_its_slot_once() -> None:
     assert result["allocations_left"] == 0, result
 
 
+BIG = 1 << 20  # hashlib and os.readv release the GIL for buffers this large
+
+
+def io_without_the_gil_racing_close(operation: str, guarded: bool, rounds: int) -> dict[str, Any]:
+    """One thread hashes a secret or reads a file into it (native code that releases the GIL
+    while it holds the buffer), another closes the secret mid-way and allocates in its place.
+
+    The exported buffer must pin the memory: no crash (a guarded secret's pages unmapped under
+    the reader), no other secret written, and no later secret handed the stale bytes.
+    """
+    import hashlib
+    import tempfile
+
+    with tempfile.TemporaryFile() as source:
+        source.write(bytes([WRITTEN]) * BIG)
+        source.flush()
+        corrupted = dirty = 0
+        for _ in range(rounds):
+            victim = SecureBytes(BIG, guarded=guarded)
+            others: list[SecureBytes] = []
+            view = victim.view()
+            started = threading.Event()
+
+            def use(view: memoryview = view, started: threading.Event = started) -> None:
+                started.set()
+                for _ in range(3):
+                    if operation == "hash":
+                        hashlib.sha256(view).digest()
+                    else:
+                        os.preadv(source.fileno(), [view], 0)
+                view.release()
+
+            user = threading.Thread(target=use)
+            user.start()
+            started.wait()
+            del view
+            victim.close()
+            others += [SecureBytes(bytes([OTHER]) * BIG, guarded=guarded) for _ in range(2)]
+            user.join()
+            corrupted += sum(1 for other in others if other != bytes([OTHER]) * BIG)
+            for other in others:
+                other.close()
+            fresh = SecureBytes(BIG, guarded=guarded)
+            dirty += fresh != bytes(BIG)
+            fresh.close()
+    return {"corrupted": corrupted, "dirty_fresh": dirty}
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["packed", "guarded"])
+@pytest.mark.parametrize("operation", ["hash", "preadv"])
+def test_io_that_releases_the_gil_pins_the_secret_it_reads_or_writes(
+    operation: str, guarded: bool
+) -> None:
+    result = in_child(
+        MODULE, "io_without_the_gil_racing_close", operation=operation, guarded=guarded, rounds=10
+    )
+    assert result["corrupted"] == 0, f"another secret was written: {result}"
+    assert result["dirty_fresh"] == 0, f"a new secret started with stale bytes: {result}"
+
+
 def export_then_close_then_write() -> dict[str, Any]:
     """A view outlives ``close()`` and is written: the write must land in the closed secret's
     own (wiped, not yet reused) slot, and that slot must be zero when it is handed out again."""
