@@ -19,9 +19,10 @@ import pytest
 import securemem
 from securemem import Arena, SecureBytes, SecureBytesClosedError
 from tests.conftest import child_env
-from tests.test_redteam_support import MINE, OTHER, SIZE, in_child
+from tests.test_redteam_support import MINE, SIZE, in_child
 
-MODULE = "tests.test_redteam_api"
+MODULE = "tests.test_redteam_api_attacks"
+
 # The wrong types are the point of some calls: make them through untyped names.
 AnyArena: Any = Arena
 AnySecureBytes: Any = SecureBytes
@@ -123,27 +124,6 @@ def test_random_takes_any_index_as_its_size() -> None:
         assert bytes(key.view()) != bytes(SIZE)
 
 
-def hostile_random_size() -> dict[str, Any]:
-    """``__index__`` that answers 16 first and 4096 after: the size must be read once."""
-    others = [SecureBytes(bytes([OTHER]) * SIZE) for _ in range(8)]
-
-    class Growing:
-        calls = 0
-
-        def __index__(self) -> int:
-            self.calls += 1
-            return 16 if self.calls == 1 else 4096
-
-    try:
-        key = SecureBytes.random(Growing())
-        outcome, length = "made", len(key)
-        key.close()
-    except (TypeError, ValueError) as error:
-        outcome, length = f"{type(error).__name__}: {error}", None
-    corrupted = sum(1 for other in others if bytes(other.view()) != bytes([OTHER]) * SIZE)
-    return {"outcome": outcome, "length": length, "corrupted": corrupted}
-
-
 def test_random_reads_a_hostile_size_once() -> None:
     """Random bytes written for a second, larger answer would overrun the 16-byte slot."""
     result = in_child(MODULE, "hostile_random_size")
@@ -182,69 +162,12 @@ def test_membership_is_right_or_refused(needle: bytes | int, expected: bool) -> 
 # -- lifecycle misuse ---------------------------------------------------------------------
 
 
-def reinit_live_secret() -> dict[str, Any]:
-    """``s.__init__(...)`` on a live secret holding a marker; afterwards, close it."""
-    from tests.memscan import Marker
-
-    marker = Marker(SIZE)
-    before = securemem.stats().allocations
-    secret = SecureBytes(marker.view())
-    try:
-        secret.__init__(16)  # type: ignore[misc]
-        outcome = "reinitialised"
-        length = len(secret)
-        content_ok = bytes(secret.view()) == bytes(16)
-    except (TypeError, RuntimeError, ValueError) as error:
-        outcome = f"refused: {type(error).__name__}"
-        length = len(secret)
-        content_ok = bytes(secret.view()) == bytes(marker.view())
-    secret.close()
-    return {
-        "outcome": outcome,
-        "length": length,
-        "content_ok": content_ok,
-        "copies_left": len(marker.scan().found),
-        "allocations_left": securemem.stats().allocations - before,
-    }
-
-
 def test_reinit_of_a_live_secret_is_refused_or_releases_the_old_slot() -> None:
     """Main: the old slot leaked, unwiped, for the life of the process."""
     result = in_child(MODULE, "reinit_live_secret")
     assert result["content_ok"], f"the secret's content is neither old nor new: {result}"
     assert result["copies_left"] == 0, f"the old bytes stayed in memory: {result}"
     assert result["allocations_left"] == 0, f"a slot leaked: {result}"
-
-
-def bare_new() -> dict[str, Any]:
-    """Every use of ``SecureBytes.__new__(SecureBytes)``, with what each raised."""
-    try:
-        bare = SecureBytes.__new__(SecureBytes)
-    except TypeError as error:
-        return {"new": f"TypeError: {error}", "uses": {}}
-    uses: dict[str, Any] = {
-        "len": lambda: len(bare),
-        "repr": lambda: repr(bare),
-        "closed": lambda: bare.closed,
-        "getitem": lambda: bare[0],
-        "setitem": lambda: bare.__setitem__(0, 1),
-        "slice": lambda: bare[:],
-        "eq": lambda: bare == b"",
-        "wipe": lambda: bare.wipe(),
-        "view": lambda: bare.view(),
-        "memoryview": lambda: memoryview(bare),  # type: ignore[arg-type,unused-ignore]
-        "bytes": lambda: bytes(bare),
-        "close": lambda: bare.close(),
-    }
-    outcomes: dict[str, str] = {}
-    for name, use in uses.items():
-        try:
-            use()
-            outcomes[name] = "ok"
-        except Exception as error:
-            outcomes[name] = type(error).__name__
-    uses.clear()  # the finaliser of a never-initialised secret runs when this returns
-    return {"new": "made", "uses": outcomes}
 
 
 def test_a_bare_new_secret_is_refused_or_behaves_as_closed() -> None:
@@ -255,29 +178,6 @@ def test_a_bare_new_secret_is_refused_or_behaves_as_closed() -> None:
     assert wrong == {}, f"uses of a bare SecureBytes raised the wrong errors: {wrong}"
     if result["uses"]:
         assert result["uses"]["getitem"] == "SecureBytesClosedError", result
-
-
-def use_a_noaccess_secret(operation: str) -> dict[str, Any]:
-    """One operation on a guarded secret protected ``"noaccess"``: what it raised."""
-    secret = SecureBytes(bytes([MINE]) * SIZE, guarded=True)
-    secret.protect("noaccess")
-    uses: dict[str, Any] = {
-        "s[0]": lambda: secret[0],
-        "s[0] = 1": lambda: secret.__setitem__(0, 1),
-        "s[:4]": lambda: secret[:4],
-        "s == data": lambda: secret == bytes(SIZE),
-        "SecureBytes(s)": lambda: SecureBytes(secret),
-        "bytes(s)": lambda: bytes(secret.view()),
-    }
-    try:
-        uses[operation]()
-        outcome = "completed"
-    except Exception as error:
-        outcome = type(error).__name__
-    secret.protect("readwrite")
-    intact = bytes(secret.view()) == bytes([MINE]) * SIZE
-    secret.close()
-    return {"outcome": outcome, "intact": intact}
 
 
 @pytest.mark.parametrize(

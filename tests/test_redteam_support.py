@@ -2,7 +2,7 @@
 
 Every red-team scenario that could crash the interpreter on a broken core (a use after
 close of a guarded secret faults on its unmapped pages; a native bug faults anywhere) runs
-in a child interpreter: :func:`in_child` imports the scenario function from its test module
+in a child interpreter: :func:`in_child` imports the scenario function from its attacks module
 there, calls it, and returns what it printed as JSON. A child killed by a signal fails the
 test with the signal's name instead of taking pytest down with it.
 """
@@ -10,10 +10,9 @@ test with the signal's name instead of taking pytest down with it.
 from __future__ import annotations
 
 import json
+import mmap
 import signal
 from typing import Any
-
-from tests.conftest import run_python
 
 # The bytes a secret under attack holds, and the bytes of the "other" secrets the attack
 # allocates into the slots it freed. A byte of OTHER seen by the attacked secret's operation
@@ -22,6 +21,7 @@ MINE = 0x41  # "A"
 OTHER = 0x42  # "B"
 WRITTEN = 0x58  # "X": what the attacked operation writes
 SIZE = 32
+PAGE = mmap.PAGESIZE
 
 
 def describe_exit(returncode: int) -> str:
@@ -48,6 +48,8 @@ def in_child(
         "sys.stdout.flush()\n"
         "print('\\nRESULT ' + json.dumps(result), flush=True)\n"
     )
+    from tests.conftest import run_python  # the parent only: a child imports no pytest
+
     result = run_python(code, memlock=memlock, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, (
