@@ -34,6 +34,16 @@ def describe_exit(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
+def _child_code(module: str, function: str, kwargs: dict[str, Any]) -> str:
+    return (
+        "import importlib, json, sys\n"
+        f"function = getattr(importlib.import_module({module!r}), {function!r})\n"
+        f"result = function(**json.loads({json.dumps(json.dumps(kwargs))}))\n"
+        "sys.stdout.flush()\n"
+        "print('\\nRESULT ' + json.dumps(result), flush=True)\n"
+    )
+
+
 def in_child(
     module: str, function: str, *, memlock: int | None = None, timeout: float = 120, **kwargs: Any
 ) -> dict[str, Any]:
@@ -41,22 +51,24 @@ def in_child(
 
     ``memlock``: run unprivileged under that RLIMIT_MEMLOCK (see ``unprivileged_command``).
     """
-    code = (
-        "import importlib, json, sys\n"
-        f"function = getattr(importlib.import_module({module!r}), {function!r})\n"
-        f"result = function(**json.loads({json.dumps(json.dumps(kwargs))}))\n"
-        "sys.stdout.flush()\n"
-        "print('\\nRESULT ' + json.dumps(result), flush=True)\n"
-    )
     from tests.conftest import run_python  # the parent only: a child imports no pytest
 
-    result = run_python(code, memlock=memlock, timeout=timeout)
+    result = run_python(_child_code(module, function, kwargs), memlock=memlock, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, (
         f"{module}.{function}({kwargs}) in a child: {describe_exit(result.returncode)}\n"
         f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-4000:]}"
     )
     return json.loads(lines[-1][len("RESULT ") :])  # type: ignore[no-any-return]
+
+
+def child_exit(module: str, function: str, **kwargs: Any) -> tuple[int, str]:
+    """Run ``module.function(**kwargs)`` in a fresh interpreter expected to die: its return
+    code (negative: the signal that ended it) and what it printed on stdout."""
+    from tests.conftest import run_python
+
+    result = run_python(_child_code(module, function, kwargs), timeout=120)
+    return result.returncode, result.stdout
 
 
 def vmlck_bytes() -> int:
