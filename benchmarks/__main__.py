@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     step("threads")
     results["threads"] = _workloads.threads(
-        systems, 1_000 if quick else 10_000, repeats=3 if quick else 5
+        systems, 0.02 if quick else 0.1, repeats=3 if quick else 5
     )
     step("access: copy-in and s[i]")
     results["access"] = _workloads.access(budget, repeats)

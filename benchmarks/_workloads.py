@@ -289,17 +289,21 @@ def _two_threads(loop: Callable[[int, int], int], each: int) -> int:
     return time.perf_counter_ns() - start
 
 
-def threads(systems: list[System], total: int, repeats: int = 3) -> dict[str, Any]:
-    """Round trips per second of 32 bytes: one thread doing ``total``, then two doing half each.
+def threads(systems: list[System], budget_s: float, repeats: int = 5) -> dict[str, Any]:
+    """Round trips per second of 32 bytes: one thread doing ``n``, then two doing half each.
 
-    The two set-ups take turns ``repeats`` times; the best of each is kept.
-    Note that with one thread nothing else is alive, so each round trip empties
-    the allocator; with two, the other thread's secret is often alive.
+    ``n`` is calibrated per system so that one thread takes about ``budget_s``: a run must span
+    many of the interpreter's 5 ms switch intervals, or the first thread finishes before the
+    second ever gets the GIL and nothing is measured. The two set-ups take turns
+    ``repeats`` times; the best of each is kept. Note that with one thread nothing else is
+    alive, so each round trip empties the allocator; with two, the other thread's secret is
+    often alive.
     """
     results: dict[str, Any] = {}
     for system in systems:
         loop = system.loop
         loop(32, 100)
+        total = max(2, calibrate(loop, 32, budget_s) // 2 * 2)
         one = two = float("inf")
         for _ in range(repeats):
             start = time.perf_counter_ns()  # wall time here: two threads are compared with one
@@ -307,8 +311,9 @@ def threads(systems: list[System], total: int, repeats: int = 3) -> dict[str, An
             one = min(one, time.perf_counter_ns() - start)
             two = min(two, _two_threads(loop, total // 2))
         results[system.name] = {
+            "round_trips": total,
             "one_thread_ops_s": total / one * 1e9,
-            "two_threads_ops_s": (total // 2 * 2) / two * 1e9,
+            "two_threads_ops_s": total / two * 1e9,
             "speedup": one / two,
         }
     return results
