@@ -21,7 +21,7 @@ from typing import Literal
 from securemem import _lockmemory
 from securemem._core import ArenaCore, set_default_factory
 from securemem._kernel import Kernel, NativeKernel
-from securemem._prefetch import Prefetcher
+from securemem._prefetch import NativePrefetcher, Prefetcher
 
 LockFailurePolicy = Literal["raise", "warn", "allow"]
 Backend = Literal["anonymous", "secretmem"]
@@ -130,7 +130,11 @@ class Arena(ArenaCore):
             backend == "secretmem",
         )
         # Locks the next region in the background (see _prefetch for why it is off by default).
-        if prefetch:
+        if prefetch and type(chosen) is NativeKernel:
+            # All in C: a native worker locks the next region, the arena adopts it.
+            self._enable_native_prefetch(max(1, region_pages // 2))
+            self.prefetcher = NativePrefetcher(self, region_pages + 2)
+        elif prefetch:
             self.prefetcher = Prefetcher(chosen, region_pages + 2)
         _lockmemory.register_arena(self)  # lock_memory() refuses this arena's pages
 

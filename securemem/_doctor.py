@@ -43,6 +43,11 @@ _FLAG_NAMES = {
 def parse_requirements(text: str) -> tuple[str, ...]:
     """``"lo,dd,wf"`` -> ("lo", "dd", "wf"); a clear error for an unknown name."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ValueError(
+            f"--require names nothing, so the doctor would check nothing: give one or more "
+            f"of {', '.join(REQUIREMENTS)} separated by commas (or leave --require out)"
+        )
     unknown = [name for name in names if name not in REQUIREMENTS]
     if unknown:
         raise ValueError(

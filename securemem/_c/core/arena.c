@@ -432,10 +432,87 @@ static void adopt_prefetched(sm_arena *a, sm_region *r) {
     }
 }
 
+/* The native worker's region, once its lock is done (never handed out while pending). */
+static sm_region *adopt_native(sm_arena *a, size_t pages) {
+    sm_job_state *job = a->job;
+    if (sm_job_state_of(job) == JOB_RUNNING) {
+        a->prefetch_waited++;
+        Py_BEGIN_ALLOW_THREADS
+        sm_job_wait(job);
+        Py_END_ALLOW_THREADS
+    }
+    a->job = NULL;
+    if (sm_job_state_of(job) != JOB_READY) {
+        a->prefetch_failed++;
+        a->prefetch_paused = 1; /* resumed by release_reserve(): the limit is better spent */
+        sm_job_let_go(job);
+        return NULL;
+    }
+    uintptr_t base = job->base;
+    int wiped = job->wiped_on_fork;
+    sm_job_let_go(job);
+    sm_region *r = region_add(a, base, pages, wiped);
+    if (r == NULL) {
+        if (sm_unmap((void *)base, pages * a->page) != 0)
+            PyErr_Clear();
+        return NULL;
+    }
+    adopt_prefetched(a, r);
+    a->prefetch_adopted++;
+    return r;
+}
+
+static void consider_native(sm_arena *a) {
+    if (a->job != NULL || a->prefetch_paused || a->nprefetched >= a->prefetch_low_water)
+        return;
+    size_t pages = a->region_pages + 2;
+    uint64_t soft, hard;
+    /* A region that cannot fit the limit is never started; otherwise the worker's own
+       mlock is the test (the kernel enforces the limit), so no /proc read here. */
+    if (sm_memlock_limit(&soft, &hard) == 0 && soft != UINT64_MAX &&
+        (uint64_t)(a->region_pages * a->page) > soft)
+        return;
+    a->job = sm_job_start(pages * a->page, a->page);
+    if (a->job == NULL) {
+        a->prefetch_failed++; /* no thread to be had: never the user's problem */
+        a->prefetch_paused = 1;
+        return;
+    }
+    a->prefetch_started++;
+}
+
+/* Give back a region prepared and not used (release_reserve, a dropped arena). */
+static void release_native_job(sm_arena *a) {
+    sm_job_state *job = a->job;
+    a->prefetch_paused = 0;
+    if (job == NULL)
+        return;
+    a->job = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    sm_job_wait(job);
+    Py_END_ALLOW_THREADS
+    if (sm_job_state_of(job) == JOB_READY) {
+        /* munmap drops the lock with the mapping */
+        sm_unlock((void *)(job->base + a->page), job->length - 2 * a->page);
+        sm_unmap((void *)job->base, job->length);
+    }
+    sm_job_let_go(job);
+}
+
 static sm_region *map_region(sm_arena *a, size_t pages) {
     uintptr_t base;
     int wiped;
-    if (a->prefetcher != NULL && a->prefetcher != Py_None) {
+    if (a->native_prefetch && pages == a->region_pages + 2) {
+        if (a->job != NULL) {
+            sm_region *r = adopt_native(a, pages);
+            if (r != NULL || PyErr_Occurred())
+                return r;
+        } else {
+            /* nothing prepared (prefetch paused or refused): the next region is started
+               while this one is mapped here */
+            consider_native(a);
+        }
+    } else if (a->prefetcher != NULL && a->prefetcher != Py_None && !a->native_prefetch) {
         PyObject *wanted = PyObject_GetAttrString(a->prefetcher, "pages");
         if (wanted == NULL)
             return NULL;
@@ -583,7 +660,9 @@ static int take_pages(sm_arena *a, size_t count, sm_region **out, size_t *first)
     memset(r->state + index, PAGE_USED, count);
     r->used += count;
     r->reserved -= from_reserve;
-    if (a->prefetcher != NULL && a->prefetcher != Py_None) {
+    if (a->native_prefetch) {
+        consider_native(a);
+    } else if (a->prefetcher != NULL && a->prefetcher != Py_None) {
         PyObject *result =
             PyObject_CallMethod(a->prefetcher, "consider", "n", (Py_ssize_t)a->nprefetched);
         if (result == NULL)
@@ -899,6 +978,7 @@ int sm_guarded_check(sm_guarded *g) { return guarded_intact(g); }
    what the kernel did not. No Python, no malloc. */
 void sm_after_fork_child(void) {
     sm_generation++;
+    sm_prefetch_after_fork_child();
     for (sm_arena *a = registry; a; a = a->reg_next) {
         pthread_mutex_init(&a->mutex, NULL);
         a->owner = 0;
@@ -933,6 +1013,7 @@ void sm_after_fork_child(void) {
         a->live = a->in_use = a->awaiting = 0;
         a->pending = NULL;
         a->fork_wipe_needed = 0;
+        a->job = NULL; /* the worker was the parent's: its region is not locked here */
     }
 }
 
@@ -975,7 +1056,9 @@ static int arena_init(PyObject *self, PyObject *args, PyObject *kwargs) {
 }
 
 static void release_prefetched(sm_arena *a) {
-    if (a->prefetcher != NULL && a->prefetcher != Py_None) {
+    if (a->native_prefetch) {
+        release_native_job(a);
+    } else if (a->prefetcher != NULL && a->prefetcher != Py_None) {
         PyObject *result = PyObject_CallMethod(a->prefetcher, "close", NULL);
         if (result == NULL)
             swallow();
@@ -1102,6 +1185,57 @@ static PyObject *arena_locked_pages(PyObject *self, PyObject *unused) {
     return dict;
 }
 
+static PyObject *arena_enable_native_prefetch(PyObject *self, PyObject *low_water) {
+    sm_arena *a = (sm_arena *)self;
+    size_t mark = PyLong_AsSize_t(low_water);
+    if (mark == (size_t)-1 && PyErr_Occurred())
+        return NULL;
+    if (check_ready(a) < 0)
+        return NULL;
+    if (a->ops != &sm_native_ops || a->secretmem) {
+        PyErr_SetString(PyExc_ValueError, "native prefetch needs the real kernel");
+        return NULL;
+    }
+    a->native_prefetch = 1;
+    a->prefetch_low_water = mark;
+    /* The first region is prepared now, at construction, so that even the first growth
+       adopts a locked region instead of mapping and locking in the allocating thread. */
+    if (lock_arena(a) < 0)
+        return NULL;
+    consider_native(a);
+    sm_job_state *job = a->job;
+    if (job != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        sm_job_wait(job);
+        Py_END_ALLOW_THREADS
+    }
+    unlock_arena(a);
+    Py_RETURN_NONE;
+}
+
+static PyObject *arena_prefetch_counters(PyObject *self, PyObject *unused) {
+    sm_arena *a = (sm_arena *)self;
+    (void)unused;
+    return Py_BuildValue("{s:n,s:n,s:n,s:i,s:i,s:n}", "started", (Py_ssize_t)a->prefetch_started,
+                         "adopted", (Py_ssize_t)a->prefetch_adopted, "waited",
+                         (Py_ssize_t)a->prefetch_waited, "cancelled", 0, "sync_fallbacks", 0,
+                         "failed", (Py_ssize_t)a->prefetch_failed);
+}
+
+static PyObject *arena_prefetch_prepared(PyObject *self, PyObject *unused) {
+    sm_arena *a = (sm_arena *)self;
+    (void)unused;
+    sm_job_state *job = a->job;
+    if (job == NULL)
+        Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS
+    sm_job_wait(job);
+    Py_END_ALLOW_THREADS
+    if (a->job != job || sm_job_state_of(job) != JOB_READY)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(nn)", (Py_ssize_t)job->base, (Py_ssize_t)job->length);
+}
+
 static PyObject *arena_core_state(PyObject *self, PyObject *unused) {
     sm_arena *a = (sm_arena *)self;
     (void)unused;
@@ -1189,6 +1323,9 @@ static PyMethodDef arena_methods[] = {
     {"locked_pages", arena_locked_pages, METH_NOARGS,
      "{page address: holders} for every page this arena keeps locked."},
     {"_core_state", arena_core_state, METH_NOARGS, NULL},
+    {"_enable_native_prefetch", arena_enable_native_prefetch, METH_O, NULL},
+    {"_prefetch_counters", arena_prefetch_counters, METH_NOARGS, NULL},
+    {"_prefetch_prepared", arena_prefetch_prepared, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -93,6 +93,18 @@ typedef struct sm_pending {
     struct sm_pending *next;
 } sm_pending;
 
+/* A region being prepared by the native prefetch worker; shared by the worker and
+   the arena, freed by whichever lets go last. */
+enum { JOB_RUNNING = 0, JOB_READY = 1, JOB_FAILED = 2 };
+typedef struct sm_job_state {
+    pthread_mutex_t mutex;
+    pthread_cond_t done;
+    int state, error, wiped_on_fork, references;
+    uintptr_t base;
+    size_t length, page;
+    struct sm_job_state *next; /* in the worker's queue */
+} sm_job_state;
+
 /* The kernel: the real one (C shims) or a Python object's methods. Each entry
    returns 0, or -1 with a Python exception set. */
 typedef struct sm_kernel_ops {
@@ -132,6 +144,11 @@ typedef struct sm_arena {
     size_t live, in_use, awaiting;
     sm_pending *pending;
     int fork_wipe_needed, secretmem;
+    /* native prefetch (real kernel): the region being prepared, and what happened */
+    int native_prefetch, prefetch_paused;
+    sm_job_state *job;
+    size_t prefetch_low_water;
+    size_t prefetch_started, prefetch_adopted, prefetch_waited, prefetch_failed;
     struct sm_arena *reg_prev, *reg_next;
 } sm_arena;
 
@@ -171,6 +188,13 @@ void sm_views_gone(sm_arena *a);
 void sm_in_use_less(sm_arena *a, size_t size);
 sm_arena *sm_default_arena(void);
 void sm_after_fork_child(void);
+
+/* prefetch.c */
+void sm_prefetch_after_fork_child(void);
+sm_job_state *sm_job_start(size_t length, size_t page);
+int sm_job_state_of(sm_job_state *job);
+void sm_job_wait(sm_job_state *job);
+void sm_job_let_go(sm_job_state *job);
 
 /* securebytes.c */
 int sm_secret_type_init(PyObject *module);
