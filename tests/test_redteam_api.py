@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -285,3 +286,64 @@ def test_closed_secret_refuses_buffer_export() -> None:
         memoryview(secret)
     with pytest.raises(SecureBytesClosedError):
         hashlib.sha256(secret)
+
+
+# -- overlap and disclosure ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "source"),
+    [
+        (slice(1, None), slice(None, -1)),
+        (slice(None, -1), slice(1, None)),
+        (slice(None, None, 2), slice(1, None, 2)),
+        (slice(2, None), slice(None, -2)),
+    ],
+    ids=["right by one", "left by one", "strided", "right by two"],
+)
+def test_slice_assignment_from_a_view_of_itself_behaves_as_bytearray(
+    target: slice, source: slice
+) -> None:
+    """Overlapping source and target (a view of the same secret): the result must be what a
+    bytearray gives (memmove semantics), not what a forward memcpy smears."""
+    data = bytes(range(1, 17))
+    expected = bytearray(data)
+    expected[target] = memoryview(bytearray(data))[source]
+    with SecureBytes(data) as secret:
+        view = secret.view()
+        secret[target] = view[source]
+        view.release()
+        assert bytes(secret.view()) == bytes(expected)
+
+
+def test_no_error_message_repr_or_str_shows_a_secret_byte() -> None:
+    """Invariant 7, through every error a user can provoke on an open and a closed secret."""
+    content = b"Zq7Zq7Zq7Zq7Zq7Zq7Zq7Zq7Zq7Zq7Zq7"[:SIZE]
+    texts: list[str] = []
+    secret: Any = SecureBytes(content)
+    misuses: list[Callable[[], object]] = [
+        lambda: secret[SIZE + 5],
+        lambda: secret.__setitem__(0, 300),
+        lambda: secret.__setitem__(0, "Z"),
+        lambda: secret.__setitem__(slice(0, 3), b"toolong"),
+        lambda: secret["key"],
+        lambda: hash(secret),
+        lambda: __import__("pickle").dumps(secret),
+        lambda: secret == "text",
+        lambda: secret.protect("noaccess"),
+    ]
+    texts += [repr(secret), str(secret), f"{secret}"]
+    for misuse in misuses:
+        try:
+            misuse()
+        except Exception as error:
+            texts += [str(error), repr(error)]
+    secret.close()
+    texts += [repr(secret), str(secret)]
+    for misuse in misuses[:5]:
+        try:
+            misuse()
+        except Exception as error:
+            texts += [str(error), repr(error)]
+    leaked = [text for text in texts if "Zq7" in text or "5a7137" in text.lower()]
+    assert leaked == [], f"secret bytes in messages: {leaked}"
