@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from securemem import _lockmemory
-from securemem._core import ArenaCore, set_default_factory
+from securemem._binding import ArenaCore, set_default_factory
 from securemem._kernel import Kernel, NativeKernel
 from securemem._prefetch import NativePrefetcher, Prefetcher
 

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 from securemem import _procfs
 from securemem._arena import SIZE_CLASSES, Arena, Backend
+from securemem._binding import lib
 from securemem._errors import SecureMemoryError
 from securemem._hardening import core_dump_settings, holds_cap_ipc_lock, swap_devices
 from securemem._kernel import memlock_limits
-from securemem._native import lib
 from securemem._secretmem import secretmem_available
 from securemem._securebytes import SecureBytes
 

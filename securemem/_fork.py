@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from securemem import _arena, _lockmemory, _prefetch
-from securemem._core import fork_generation
+from securemem._binding import fork_generation
 
 __all__ = ["fork_generation"]
 

@@ -15,6 +15,7 @@ import sys
 from typing import Literal, Protocol, runtime_checkable
 
 from securemem import _procfs
+from securemem._binding import ffi, lib
 from securemem._errors import (
     AllocationError,
     KernelError,
@@ -22,7 +23,6 @@ from securemem._errors import (
     errno_name,
     memory_lock_error,
 )
-from securemem._native import ffi, lib
 
 Advice = Literal["dontdump", "wipeonfork", "dontfork"]
 Protection = Literal["noaccess", "readonly", "readwrite"]

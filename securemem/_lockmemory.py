@@ -20,8 +20,8 @@ import weakref
 from types import TracebackType
 from typing import Any
 
+from securemem._binding import ffi
 from securemem._kernel import Kernel, NativeKernel
-from securemem._native import ffi
 from securemem._pagelocks import PageLocks
 
 # Which arenas exist, to refuse their memory (see module docstring).

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import errno
 
+from securemem._binding import ffi, lib
 from securemem._errors import KernelError, MemoryLockError, errno_name
 from securemem._kernel import Advice, NativeKernel, kernel_failure
-from securemem._native import ffi, lib
 
 REQUIREMENT = (
     "memfd_secret needs Linux 5.14 or later built with CONFIG_SECRETMEM, and on "

@@ -14,8 +14,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from securemem._core import SecureBytesBase
+from securemem._binding import SecureBytesBase
 from securemem._kernel import Protection
+from securemem._secretfile import read_secret_file
 
 if TYPE_CHECKING:
     from securemem._arena import Arena
@@ -30,8 +31,6 @@ def as_byte_view(data: object) -> memoryview:
         view = view.cast("B")
     return view
 
-
-_as_byte_view = as_byte_view  # the name crypto imports
 
 
 class SecureBytes(SecureBytesBase):
@@ -82,10 +81,8 @@ class SecureBytes(SecureBytesBase):
         that byte); warns with :class:`~securemem.InsecureFileWarning` if the file's group
         or other users may read it. Pipes and ``/dev/stdin`` work too.
         """
-        from securemem._secretinput import read_secret_file  # it imports this module
-
         return read_secret_file(
-            path, max_size=max_size, strip_newline=strip_newline, arena=arena
+            cls, path, max_size=max_size, strip_newline=strip_newline, arena=arena
         )
 
     def __iter__(self) -> Iterator[int]:

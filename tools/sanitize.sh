@@ -7,7 +7,7 @@
 #   tools/sanitize.sh asan       # one of them: asan or tsan
 #
 # Each build goes to a copy of the checkout under a temporary directory (the
-# working tree's own extension is left alone) and runs there with PYTHONPATH
+# working tree's own extension is left alone; its _native build is reused) and runs there with PYTHONPATH
 # pointing at the copy. A Python extension needs the sanitizer runtime loaded
 # first (LD_PRELOAD); the interpreter itself is not instrumented, so leak
 # detection (which would report the interpreter's own allocations) is off.
@@ -45,11 +45,15 @@ for build in $BUILDS; do
     # the sources and tests, without build products
     tar -C "$ROOT" --exclude='./build' --exclude='*.so' --exclude='./.git' \
         --exclude='__pycache__' --exclude='*.egg-info' -cf - . | tar -C "$work" -xf -
-    (cd "$work" && SECUREMEM_CORE_CFLAGS="$flags" CC="$CC" \
-        "$PYTHON" setup.py -q build_ext --inplace >build.log 2>&1) || {
-        cat "$work/build.log"
-        exit 1
-    }
+    # _core is compiled here directly, with the flags setup.py uses plus the sanitizer's;
+    # _native (cffi: the kernel shims for the Python side) is the checkout's own build.
+    include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    # shellcheck disable=SC2086
+    (cd "$work" && "$CC" -shared -fPIC $flags -Wall -Wextra -Werror \
+        -Wno-missing-field-initializers -DPy_LIMITED_API=0x030B0000 -I"$include" \
+        -Isecuremem/_c securemem/_c/core/*.c securemem/_c/shims.c -lpthread \
+        -o securemem/_core.abi3.so)
+    cp "$ROOT"/securemem/_native*.so "$work/securemem/"
     # shellcheck disable=SC2086
     (cd "$work" && env LD_PRELOAD="$preload" PYTHONPATH="$work" \
         ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1" \

@@ -58,8 +58,16 @@ void *sm_map_zero_at(void *address, size_t length) {
     if (p != address) { munmap(p, length); errno = EEXIST; return NULL; }
     return p;
 }
+/* On Linux the system calls themselves: AddressSanitizer and ThreadSanitizer replace
+   the libc mlock/munlock with functions that do nothing and return 0, and the
+   sanitizer builds (tools/sanitize.sh) must check what the kernel really locked. */
+#if defined(__linux__) && defined(SYS_mlock) && defined(SYS_munlock)
+int sm_lock(void *address, size_t length) { return (int)syscall(SYS_mlock, address, length); }
+int sm_unlock(void *address, size_t length) { return (int)syscall(SYS_munlock, address, length); }
+#else
 int sm_lock(void *address, size_t length) { return mlock(address, length); }
 int sm_unlock(void *address, size_t length) { return munlock(address, length); }
+#endif
 
 int sm_advise(void *address, size_t length, int advice) {
     switch (advice) {
