@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from securemem import _fork  # noqa: F401  (the fork hook: registered on import)
 from securemem._arena import Arena, ArenaStats, default_arena
+from securemem._enclave import Enclave
 from securemem._errors import (
     AllocationError,
     CanaryError,
+    EnclaveError,
     KernelError,
     MemoryLockError,
     SecureBytesClosedError,
     SecureMemoryError,
 )
+from securemem._handoff import secret_file
 from securemem._hardening import disable_core_dumps
 from securemem._lockmemory import LockedMemory, lock_memory
 from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
@@ -27,6 +30,8 @@ __all__ = [
     "Arena",
     "ArenaStats",
     "CanaryError",
+    "Enclave",
+    "EnclaveError",
     "GetPassWarning",
     "InsecureFileWarning",
     "KernelError",
@@ -38,6 +43,7 @@ __all__ = [
     "disable_core_dumps",
     "getpass",
     "lock_memory",
+    "secret_file",
     "stats",
 ]
 

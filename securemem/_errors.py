@@ -14,6 +14,7 @@ import os
 __all__ = [
     "AllocationError",
     "CanaryError",
+    "EnclaveError",
     "KernelError",
     "MemoryLockError",
     "SecureBytesClosedError",
@@ -47,6 +48,11 @@ class AllocationError(SecureMemoryError, MemoryError):
 
 class SecureBytesClosedError(SecureMemoryError, ValueError):
     """A closed SecureBytes was used: its bytes are wiped and its memory released."""
+
+
+class EnclaveError(SecureMemoryError, ValueError):
+    """An enclave cannot be opened: its ciphertext was altered, or this process does not
+    hold the key it was sealed under (a forked child that was not given the key)."""
 
 
 class CanaryError(SecureMemoryError):

@@ -128,14 +128,19 @@ def kernel_failure(call: str, number: int, length: int, kernel: Kernel) -> Secur
     return KernelError(number, f"{what} {_WHAT_TO_DO.get(call, _REPORT)}")
 
 
-def random_failure(number: int) -> KernelError:
-    """The error for the operating system's random source failing (SecureBytes.random)."""
+def random_failure(number: int, wiped: bool = False) -> KernelError:
+    """The error for the operating system's random source failing: ``SecureBytes.random``
+    (no secret was made) or ``randomize`` (``wiped``: the secret is all zeros now)."""
+    outcome = (
+        "The secret was wiped (all zeros)" if wiped else "No secret was made; try again, and"
+    )
+    advice = "check" if wiped else "if it keeps failing check"
     return KernelError(
         number,
         f"the operating system's random source failed: {errno_name(number)} "
-        f"({os.strerror(number)}). No secret was made; try again, and if it "
-        "keeps failing check that the system's entropy source (getrandom, "
-        "/dev/urandom) works inside this container or sandbox.",
+        f"({os.strerror(number)}). {outcome}{';' if wiped else ''} {advice} that the "
+        "system's entropy source (getrandom, /dev/urandom) works inside this container "
+        "or sandbox.",
     )
 
 

@@ -65,11 +65,49 @@ ffibuilder.cdef(
     """
 )
 
+# Hex and base64 codecs for secrets (securemem/_c/codec.h; used by securemem._codecs).
+ffibuilder.cdef(
+    """
+    static const int SM_CODEC_OK;
+    static const int SM_CODEC_BAD_CHARACTER;
+    static const int SM_CODEC_SPACE_IN_PAIR;
+    static const int SM_CODEC_ODD_DIGITS;
+    static const int SM_CODEC_BAD_PADDING;
+    static const int SM_CODEC_AFTER_PADDING;
+    static const int SM_CODEC_INCOMPLETE;
+    static const int SM_CODEC_OUTPUT_SIZE;
+
+    int sm_hex_decode(unsigned char *out, size_t capacity, const unsigned char *text,
+                      size_t length, size_t *written, size_t *error_at);
+    int sm_base64_decode(unsigned char *out, size_t capacity, const unsigned char *text,
+                         size_t length, unsigned char char62, unsigned char char63,
+                         size_t *written, size_t *error_at);
+    void sm_hex_encode(unsigned char *out, const unsigned char *data, size_t length);
+    size_t sm_base64_encoded_length(size_t length);
+    void sm_base64_encode(unsigned char *out, const unsigned char *data, size_t length,
+                          unsigned char char62, unsigned char char63);
+    unsigned sm_hex_digit_value(unsigned c);
+    unsigned sm_base64_symbol_value(unsigned c, unsigned char62, unsigned char63);
+    unsigned sm_hex_digit_char(unsigned nibble);
+    unsigned sm_base64_symbol_char(unsigned sextet, unsigned char62, unsigned char63);
+    unsigned sm_codec_is_space(unsigned c);
+    """
+)
+
+# Scrubbing after a call into native code that handled a secret (securemem/_c/scrub.h; used
+# by securemem.crypto after every call into cryptography).
+ffibuilder.cdef(
+    """
+    void sm_clear_vector_registers(void);
+    size_t sm_scrub_after_native(size_t stack_length);
+    """
+)
+
 # The C lives in securemem/_c (paths relative to the project root, where setup.py runs).
 ffibuilder.set_source(
     "securemem._native",
-    '#include "shims.h"',
-    sources=["securemem/_c/shims.c"],
+    '#include "shims.h"\n#include "codec.h"\n#include "scrub.h"',
+    sources=["securemem/_c/shims.c", "securemem/_c/codec.c", "securemem/_c/scrub.c"],
     include_dirs=["securemem/_c"],
     extra_compile_args=["-Wall", "-Wextra", "-Wvla-larger-than=1048576"],
 )

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from securemem._binding import SecureBytesBase
+from securemem._binding import SecureBytesBase, ffi, lib
 from securemem._kernel import Protection
 from securemem._secretfile import read_secret_file
 
@@ -30,6 +30,36 @@ def as_byte_view(data: object) -> memoryview:
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view
+
+
+def writable_byte_view(data: object, who: str) -> memoryview:
+    """A flat byte view of a buffer that may be wiped; TypeError naming why not."""
+    if isinstance(data, (str, int)) or data is None:
+        raise TypeError(f"{who}() takes a writable bytes-like object, not {type(data).__name__}")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{who}() takes a writable bytes-like object, not {type(data).__name__}"
+        ) from None
+    if view.readonly:
+        view.release()
+        raise TypeError(
+            f"{who}() wipes its source, and a read-only {type(data).__name__} cannot be "
+            "wiped (Python cannot clear a bytes object). Read the secret into a "
+            "bytearray (or straight into a SecureBytes) instead, or copy it with "
+            "SecureBytes(data) knowing the original stays in memory."
+        )
+    if not view.c_contiguous:
+        view.release()
+        raise TypeError(f"{who}() needs a contiguous buffer: it copies and wipes it in one piece")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def wipe_view(view: memoryview) -> None:
+    """Zero a writable, contiguous byte view (what writable_byte_view returns)."""
+    if view.nbytes:
+        lib.sm_wipe(ffi.from_buffer(view, require_writable=True), view.nbytes)
 
 
 
@@ -66,6 +96,30 @@ class SecureBytes(SecureBytesBase):
     __slots__ = ()
 
     @classmethod
+    def take(
+        cls, buffer: Buffer, *, arena: Arena | None = None, guarded: bool = False
+    ) -> SecureBytes:
+        """Copy a writable buffer into locked memory, then wipe the buffer (zeros).
+
+        For a ``bytearray``, a writable ``memoryview``, an ``array`` or an ``mmap``:
+        the secret then exists only here. A read-only source (``bytes``, a read-only
+        ``memoryview``) raises ``TypeError``: it cannot be wiped. If the copy fails
+        (e.g. :class:`MemoryLockError`) the buffer is left untouched.
+        """
+        if isinstance(buffer, SecureBytes):
+            raise TypeError(
+                "SecureBytes.take() moves a buffer into locked memory; this one is there "
+                "already. Use secret[:] for a copy."
+            )
+        view = writable_byte_view(buffer, "SecureBytes.take")
+        try:
+            secret = cls(view, arena=arena, guarded=guarded)
+            wipe_view(view)
+        finally:
+            view.release()
+        return secret
+
+    @classmethod
     def from_file(
         cls,
         path: str | os.PathLike[str],
@@ -84,6 +138,52 @@ class SecureBytes(SecureBytesBase):
         return read_secret_file(
             cls, path, max_size=max_size, strip_newline=strip_newline, arena=arena
         )
+
+    # -- hex and base64 (the logic is in securemem._codecs) --------------------
+
+    @classmethod
+    def from_hex(cls, text: Any, *, arena: Arena | None = None) -> SecureBytes:
+        """Hex text decoded straight into locked memory, in constant time.
+
+        ``text`` is a ``str``, a bytes-like object or a SecureBytes; it is read in place
+        (no copy of it, none of the decoded bytes outside the result). The rules are
+        ``bytes.fromhex``'s: either case, ASCII whitespace between bytes but not inside
+        one. ``ValueError`` names the offset and the kind of error, never the text.
+        """
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.decode_hex(text, arena=arena)
+
+    @classmethod
+    def from_base64(
+        cls, text: Any, *, urlsafe: bool = False, arena: Arena | None = None
+    ) -> SecureBytes:
+        """Base64 text decoded straight into locked memory, in constant time.
+
+        Strict, as ``base64.b64decode(text, validate=True)``, except that ASCII whitespace
+        and line ends are skipped anywhere (PEM bodies, wrapped values). Padding is
+        required; ``urlsafe=True`` takes ``-`` and ``_`` instead of ``+`` and ``/``.
+        ``text`` and errors as for :meth:`from_hex`.
+        """
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.decode_base64(text, urlsafe=urlsafe, arena=arena)
+
+    def to_hex(self) -> SecureBytes:
+        """Lowercase hex of the secret, as ASCII text in a new SecureBytes (constant time)."""
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.encode_hex(self, arena=self._arena)
+
+    def to_base64(self, *, urlsafe: bool = False) -> SecureBytes:
+        """Padded base64 of the secret, as ASCII text in a new SecureBytes (constant time)."""
+        from securemem import _codecs  # it imports this module
+
+        return _codecs.encode_base64(self, urlsafe=urlsafe, arena=self._arena)
+
+    @property
+    def _arena(self) -> Arena | None:
+        return self.arena  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[int]:
         """The bytes one by one, each read checked (prefer the buffer: ``memoryview(s)``)."""

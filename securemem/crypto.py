@@ -6,19 +6,30 @@ a buffer the caller provides. This module hands cryptography memoryviews over
 :class:`~securemem.SecureBytes`, so neither the secret going in nor the secret coming out is
 ever a Python ``bytes`` object. Install with ``pip install securemem[crypto]``.
 
-What cryptography (48, on OpenSSL 3.2 or later) still copies, measured by the tests in
-``tests/test_crypto.py`` and listed in ``docs/secrets-in-and-out.md``:
+After every call into cryptography (constructing the AEAD in :func:`aead`, which expands the
+key; :func:`encrypt`; :func:`decrypt`/:func:`decrypt_into`, also when they raise; :func:`derive`)
+this module clears the CPU's vector registers and wipes 16 KiB of the stack the call used
+(``securemem/_scrub.py``): called directly, OpenSSL returns with the AES key in vector registers
+(the next register save puts it on the stack) and cryptography leaves the last partial
+plaintext block in a stack buffer. Measured by the stack tests in ``tests/test_crypto.py``.
+
+What cryptography still copies, as exact counts per release family (47-48, 49, 50; measured
+on 47.0.0, 48.0.0, 49.0.0 and 50.0.2), asserted by the tests in ``tests/test_crypto.py`` from
+the table in ``tests/copy_counts.py`` and listed, each with its test, in
+``docs/secrets-in-and-out.md``:
 
 * An AEAD object keeps the key (OpenSSL's expanded key schedule, which starts with the key
-  itself) in OpenSSL's ordinary heap for as long as the object lives; OpenSSL wipes it when
-  the object is freed. ``AESCCM`` (and ``AESGCM``/``ChaCha20Poly1305`` on OpenSSL before 3.2)
-  instead keeps a *reference* to the key buffer and reads it on every call: :func:`aead` gives
-  those a private locked copy, so closing your key can never turn theirs into zeros.
-* ChaCha20Poly1305: encrypting or decrypting leaves a copy of the key on the C stack, below
-  the Python frames (native code in cryptography/OpenSSL; overwritten only when later calls
-  reuse that stack).
-* Argon2id leaves one copy of the password in freed heap memory; HKDF, PBKDF2HMAC and Scrypt
-  leave none.
+  itself) in OpenSSL's ordinary heap for as long as the object lives: 2 copies (encryption
+  and decryption context; AES-SIV: 2 of each half of its key), none for ``AESCCM``. OpenSSL
+  wipes them when the object is freed
+  (``test_aead_key_leaves_no_copy_once_the_aead_is_freed``). ``AESCCM`` keeps a *reference* to the
+  key buffer and reads it on every call; from cryptography 49 on every other AEAD holds a
+  reference to it too, for as long as it lives (without reading it again). :func:`aead` gives
+  each AEAD a private locked copy, so closing your key can never turn theirs into zeros.
+* Argon2id leaves 1 copy of the password in freed heap memory; HKDF, PBKDF2HMAC and Scrypt
+  leave none (``test_derive_leaves_no_copy_of_the_key_material``).
+* Decrypting leaves no copy of the plaintext outside the SecureBytes it is written into
+  (``test_decrypt_leaves_no_copy_of_the_plaintext``).
 * Loading an *encrypted* PKCS#8 key leaves the decrypted key in freed heap memory (a buffer
   that cryptography/OpenSSL frees without wiping); an unencrypted DER key leaves none once
   the key object is freed. Any key object keeps its key in OpenSSL's (unlocked) heap while
@@ -40,7 +51,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
+from securemem import _keys
 from securemem._arena import Arena
+from securemem._fernet import fernet_decrypt, fernet_encrypt
+from securemem._scrub import scrub_after_native
 from securemem._securebytes import Buffer, SecureBytes, as_byte_view
 
 __all__ = [
@@ -49,6 +63,8 @@ __all__ = [
     "decrypt_into",
     "derive",
     "encrypt",
+    "fernet_decrypt",
+    "fernet_encrypt",
     "load_private_key",
     "private_key_bytes",
 ]
@@ -88,6 +104,8 @@ def aead(algorithm: type[AEAD], key: SecureBytes, **options: Any) -> AEAD:
         # the AEAD lets go, `private` is collected, which wipes it.
         return algorithm(private.view(), **options)  # type: ignore[call-arg]
     finally:
+        # Expanding the key (OpenSSL's key schedule) ran through the registers and stack.
+        scrub_after_native()
         del private
 
 
@@ -139,6 +157,7 @@ def encrypt(
     except ValueError as error:
         raise _explain_size(error, "encrypt") from None
     finally:
+        scrub_after_native()  # the key schedule and the plaintext passed through both
         source.release()
     return output
 
@@ -163,12 +182,15 @@ def decrypt_into(
     try:
         cipher.decrypt_into(*leading, data, associated, target)
     except BaseException as error:
+        scrub_after_native()  # first: nothing below may run with the plaintext in registers
         # InvalidTag: the unauthenticated plaintext is in the buffer; any other failure
         # (KeyboardInterrupt mid-call included) may have left part of one there.
         out.wipe()
         if isinstance(error, ValueError):
             raise _explain_size(error, "decrypt") from None
         raise
+    else:
+        scrub_after_native()
     finally:
         target.release()
 
@@ -230,7 +252,10 @@ def derive(
         derived = SecureBytes(length, arena=arena)
         try:
             with derived.view() as target:
-                kdf.derive_into(material, target)
+                try:
+                    kdf.derive_into(material, target)
+                finally:
+                    scrub_after_native()  # the key material and the derived key passed here
         except BaseException as error:
             derived.close()
             if isinstance(error, ValueError) and _BUFFER_SIZE.search(str(error)):
@@ -246,140 +271,50 @@ def derive(
 
 def load_private_key(
     data: SecureBytes,
-    password: SecureBytes | None = None,
+    password: SecureBytes | bytes | bytearray | memoryview | None = None,
     *,
-    encoding: Literal["pem", "der"] = "pem",
+    encoding: Literal["auto", "pem", "der", "raw"] = "auto",
+    algorithm: Literal["ed25519", "x25519", "ed448", "x448"] | None = None,
     unsafe_skip_rsa_key_validation: bool = False,
     arena: Arena | None = None,
 ) -> PrivateKeyTypes:
-    """Load a PEM or DER private key held in locked memory, with an optional password.
+    """Load a private key held in locked memory, in any common format, with an optional
+    password.
 
-    The key file and the password reach cryptography as views of locked memory, never as
-    ``bytes``. PEM is decoded here, into locked memory, and handed to cryptography as DER:
-    cryptography's own PEM decoder leaves the decoded key in freed heap memory. (A legacy
-    OpenSSL PEM with ``Proc-Type``/``DEK-Info`` headers cannot be turned into DER; it goes to
-    cryptography's PEM loader, with that copy.)
+    ``encoding="auto"`` (the default) finds the first private key in PEM data (PKCS#8 plain
+    or encrypted, traditional RSA/EC/DSA, OpenSSH; CRLF, a byte-order mark, text and other
+    blocks such as certificates around it) or takes DER (PKCS#8 or traditional). A raw key
+    needs ``encoding="raw", algorithm="ed25519"`` (or ``"x25519"``, ``"ed448"``, ``"x448"``).
+    ``password`` may be a SecureBytes (best), ``bytes``, ``bytearray`` or ``memoryview``;
+    a ``str`` raises TypeError.
 
-    The key object then lives in OpenSSL's memory (not locked) until it is garbage-collected;
-    OpenSSL wipes private key material when it frees it. Be aware: for an *encrypted* key,
-    one copy of the decrypted key stays in freed heap memory (measured with cryptography 48);
-    an unencrypted key leaves none.
+    PEM bodies are decoded into locked memory, and OpenSSH keys are decrypted and
+    re-encoded in locked memory, before cryptography sees them. The key object then lives in
+    OpenSSL's memory (not locked) until it is garbage-collected; OpenSSL wipes private key
+    material when it frees it. What cryptography itself still leaves, per format and
+    release: docs/key-formats.md. Errors name the format detected and never hold key bytes.
     """
-    if not isinstance(data, SecureBytes):
-        raise TypeError(
-            f"load_private_key() takes the key as a SecureBytes, not {type(data).__name__}: "
-            "read it with SecureBytes.from_file(path)"
-        )
-    if encoding not in ("pem", "der"):
-        raise ValueError(f"encoding must be 'pem' or 'der', not {encoding!r}")
-    der = _pem_to_der(data, arena) if encoding == "pem" else None
-    loader = serialization.load_der_private_key
-    if encoding == "pem" and der is None:
-        loader = serialization.load_pem_private_key  # legacy headers: cryptography decodes
-    source = (der if der is not None else data).view()
-    secret = None
-    try:
-        # Inside the try: a closed password must not leave `der` (the decoded key) open.
-        if password is not None:
-            secret = password.view()
-        # cryptography's stubs say `bytes | None`, but the Rust side takes any buffer.
-        return loader(
-            source,
-            secret,  # type: ignore[arg-type]
-            unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
-        )
-    finally:
-        source.release()
-        if secret is not None:
-            secret.release()
-        if der is not None:
-            der.close()
-
-
-_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_BASE64 = bytes(
-    _BASE64_ALPHABET.index(code) if code in _BASE64_ALPHABET else 0xFF for code in range(256)
-)
-_WHITESPACE = frozenset(b" \t\r\n")
-
-
-def _pem_to_der(pem: SecureBytes, arena: Arena | None) -> SecureBytes | None:
-    """The first PEM block's body, base64-decoded straight into locked memory.
-
-    Pure Python on purpose: ``base64``/``binascii`` return ``bytes``. Every value the loop
-    handles is kept within 0..255, so it only ever uses CPython's cached small ints and no
-    int object holding key bits is allocated. None for a legacy PEM with headers.
-    """
-    view = pem.view()
-    try:
-        begin = _find_line(view, b"-----BEGIN ", 0)
-        if begin < 0:
-            raise ValueError(
-                "no '-----BEGIN ...' line: this is not a PEM key (pass encoding='der' for DER)"
-            )
-        body = _next_line(view, begin)
-        end = _find_line(view, b"-----END ", body)
-        if end < 0:
-            raise ValueError("the PEM key has no '-----END ...' line: is the file complete?")
-        if any(view[index] == 0x3A for index in range(body, end)):
-            return None  # ':' -- RFC 1421 headers (Proc-Type, DEK-Info): a legacy PEM
-        sextets = 0
-        for index in range(body, end):
-            code = view[index]
-            if _BASE64[code] != 0xFF:
-                sextets += 1
-            elif code != 0x3D and code not in _WHITESPACE:  # '=' is padding
-                raise ValueError(f"the PEM key's body holds a non-base64 byte at offset {index}")
-        der = SecureBytes(sextets * 6 // 8, arena=arena)
-        with der.view() as out:
-            written = position = previous = 0
-            for index in range(body, end):
-                value = _BASE64[view[index]]
-                if value == 0xFF:
-                    continue
-                if position == 1:
-                    out[written] = ((previous & 0x3F) << 2) | (value >> 4)
-                    written += 1
-                elif position == 2:
-                    out[written] = ((previous & 0x0F) << 4) | (value >> 2)
-                    written += 1
-                elif position == 3:
-                    out[written] = ((previous & 0x03) << 6) | value
-                    written += 1
-                previous = value
-                position = (position + 1) & 3
-        return der
-    finally:
-        view.release()
-
-
-def _find_line(view: memoryview, prefix: bytes, start: int) -> int:
-    """Offset of the first line at or after ``start`` that begins with ``prefix``, or -1."""
-    index = start
-    size = view.nbytes
-    while index < size:
-        if view[index : index + len(prefix)] == prefix:
-            return index
-        index = _next_line(view, index)
-    return -1
-
-
-def _next_line(view: memoryview, index: int) -> int:
-    size = view.nbytes
-    while index < size and view[index] != 0x0A:
-        index += 1
-    return index + 1
+    return _keys.load_private_key(
+        data,
+        password,
+        encoding=encoding,
+        algorithm=algorithm,
+        unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+        arena=arena,
+    )
 
 
 def private_key_bytes(
     key: PrivateKeyTypes,
     encoding: serialization.Encoding = serialization.Encoding.PEM,
     format: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8,
-    password: SecureBytes | None = None,
+    password: SecureBytes | bytes | bytearray | memoryview | None = None,
     *,
     arena: Arena | None = None,
 ) -> SecureBytes:
-    """Serialise a private key into locked memory.
+    """Serialise a private key into locked memory, in any format :func:`load_private_key`
+    reads (PEM/DER PKCS#8, traditional, ``PrivateFormat.OpenSSH``, ``Encoding.Raw`` with
+    ``PrivateFormat.Raw``).
 
     Be aware: cryptography returns the serialised key as ``bytes`` and has no ``*_into``
     variant, so one unwipeable copy exists in the ordinary heap until Python reuses that
@@ -388,15 +323,4 @@ def private_key_bytes(
     password is copied into a ``bytes`` object too. Prefer an unencrypted key in locked
     memory (or on an encrypted disk) over an encrypted one whose password leaks.
     """
-    if password is None:
-        encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
-    else:
-        # Unavoidable: cryptography checks isinstance(password, bytes). See the docstring.
-        encryption = serialization.BestAvailableEncryption(bytes(password.view()))
-    try:
-        # The serialised key is only ever a temporary, dropped as soon as it is copied.
-        return SecureBytes(key.private_bytes(encoding, format, encryption), arena=arena)
-    finally:
-        # Drop the password copy now, even when private_bytes fails: a traceback would
-        # otherwise keep this frame, and the `bytes` in it, alive.
-        del encryption
+    return _keys.private_key_bytes(key, encoding, format, password, arena)

@@ -1,34 +1,36 @@
 """securemem.crypto against the real pyca/cryptography, with memory scans for stray copies.
 
-Where cryptography or OpenSSL keeps a copy we cannot prevent, the test says so by name
-(``xfail(strict=True)`` with the reason, or an assertion that the copy exists), so that the
-day a new release stops making the copy, the test tells us.
+Copies that cryptography or OpenSSL make and securemem cannot prevent are asserted as exact
+counts per cryptography release family (tests/copy_counts.py): a release that adds or drops
+a copy fails the test with a message saying what changed. Everything else must leave no copy.
 """
 
 from __future__ import annotations
 
-import base64
 import gc
+import itertools
 import os
+import re
+import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Literal
+from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
 pytest.importorskip("cryptography")
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import aead as algorithms
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from securemem import SecureBytes, crypto
-from tests.conftest import run_python
+from securemem import SecureBytes, _procfs, crypto
+from tests import copy_counts, stackview
+from tests.conftest import REPO, run_python
 from tests.memscan import Marker, assert_only_in_and_gone_after_close
 
 NONCE = b"\x01" * 12
@@ -56,50 +58,64 @@ def assert_nowhere(marker: Marker) -> None:
     assert result.found == [], f"copies of the secret remain at {result.describe()}"
 
 
+def where(addresses: list[int]) -> tuple[int, int, int]:
+    """(copies in locked memory, on the main thread's stack, anywhere else)."""
+    locked = stack = 0
+    for address in addresses:
+        mapping = _procfs.mapping_at(address)
+        if mapping is not None and mapping.locked:
+            locked += 1
+        elif stackview.mapping_name(address) == "[stack]":
+            stack += 1
+    return locked, stack, len(addresses) - locked - stack
+
+
+def key_markers(markers: ExitStack, algorithm: type[Any]) -> list[Marker]:
+    """The AEAD's key as markers of at most 32 bytes. AES-SIV splits its 64-byte key into two
+    32-byte AES keys that OpenSSL stores apart, so a 64-byte needle would never match: each
+    half is a marker of its own."""
+    size = KEY_SIZES[algorithm]
+    return [markers.enter_context(Marker(min(size, 32))) for _ in range(max(1, size // 32))]
+
+
+def key_from(pieces: list[Marker]) -> SecureBytes:
+    key = SecureBytes(sum(piece.length for piece in pieces))
+    with key.view() as view:
+        offset = 0
+        for piece in pieces:
+            view[offset : offset + piece.length] = piece.view()
+            offset += piece.length
+    return key
+
+
 # -- AEAD keys ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "algorithm",
-    [
-        *(cls for cls in KEY_SIZES if cls is not algorithms.ChaCha20Poly1305),
-        pytest.param(
-            algorithms.ChaCha20Poly1305,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="ChaCha20-Poly1305 in cryptography/OpenSSL leaves a copy of the key on "
-                "the C stack when it encrypts or decrypts (not wiped; overwritten only when "
-                "deeper calls reuse it)",
-            ),
-        ),
-    ],
-    ids=algorithm_name,
-)
+@pytest.mark.parametrize("algorithm", list(KEY_SIZES), ids=algorithm_name)
 def test_aead_key_leaves_no_copy_once_the_aead_is_freed(algorithm: type[Any]) -> None:
-    with Marker(KEY_SIZES[algorithm]) as key_marker:
-        key = SecureBytes(key_marker.view())
+    # While the AEAD lives: OpenSSL's key schedule in its (unlocked) heap and, for the AEADs
+    # that keep a reference to the key buffer, crypto.aead()'s private locked copy; both
+    # counted exactly per release family. Once the AEAD is freed: no copy anywhere (the stack
+    # and the registers included: crypto scrubs them after each call).
+    name = algorithm.__name__
+    with ExitStack() as markers:
+        pieces = key_markers(markers, algorithm)
+        key = key_from(pieces)
         cipher = crypto.aead(algorithm, key)
         key.close()
         with SecureBytes(b"x" * 40) as plaintext:
             ciphertext = crypto.encrypt(cipher, NONCE, plaintext)
         crypto.decrypt(cipher, NONCE, ciphertext).close()
+        for piece in pieces:
+            result = piece.scan()
+            locked, on_stack, heap = where(result.found)
+            assert on_stack == 0, f"the key is on the stack: {result.describe()}"
+            copy_counts.assert_copies(f"held: key in OpenSSL's heap, {name}", heap)
+            copy_counts.assert_copies(f"held: locked key copy the AEAD keeps, {name}", locked)
         del cipher
         released()
-        assert_nowhere(key_marker)
-
-
-def test_aesgcm_keeps_its_key_in_openssls_heap_while_it_lives() -> None:
-    # Documented copy: OpenSSL expands the key into its cipher context (round key 0 is the
-    # key itself), in ordinary heap memory, once for encryption and once for decryption.
-    with Marker(32) as key_marker, SecureBytes(key_marker.view()) as key:
-        cipher = crypto.aead(algorithms.AESGCM, key)
-        key.close()
-        copies = key_marker.scan().found
-        assert len(copies) >= 1, "OpenSSL no longer keeps the raw key: update the docs"
-        del cipher
-        released()
-        assert_nowhere(key_marker)
+        for piece in pieces:
+            assert_nowhere(piece)
 
 
 def test_aesccm_reads_the_key_buffer_on_every_call_so_aead_gives_it_a_private_copy() -> None:
@@ -228,25 +244,11 @@ KDFS: dict[str, Callable[[], Any]] = {
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "HKDF",
-        "PBKDF2HMAC",
-        "Scrypt",
-        pytest.param(
-            "Argon2id",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="Argon2id in cryptography 48 / OpenSSL leaves one copy of the password "
-                "in freed heap memory (a buffer reused by the next derivation, so only the "
-                "latest password)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", KDFS)
 def test_derive_leaves_no_copy_of_the_key_material(name: str) -> None:
+    # Argon2id (OpenSSL's) frees a buffer holding the password without wiping it: counted
+    # per release family (the buffer is reused by the next derivation, so only the latest
+    # password stays). The others leave none.
     with Marker(24) as password_marker:
         kdf = KDFS[name]()
         with SecureBytes(password_marker.view()) as password:
@@ -259,7 +261,11 @@ def test_derive_leaves_no_copy_of_the_key_material(name: str) -> None:
         derived.close()
         del kdf
         released()
-        assert_nowhere(password_marker)
+        result = password_marker.scan()
+        locked, on_stack, heap = where(result.found)
+        assert locked == 0, f"a closed SecureBytes still holds the password: {result.describe()}"
+        assert on_stack == 0, f"the password is on the stack: {result.describe()}"
+        copy_counts.assert_copies(f"freed: password in the heap, {name}", heap)
 
 
 @pytest.mark.parametrize("name", KDFS)
@@ -277,171 +283,194 @@ def test_derive_explains_a_wrong_length() -> None:
             crypto.derive(KDFS["HKDF"](), password, 0)
 
 
-# -- private keys -------------------------------------------------------------------------
+# -- what native code leaves on the stack and in the registers ----------------------------
+#
+# securemem.crypto calls sm_scrub_after_native after every call into cryptography: it zeroes
+# the vector registers and wipes the stack the call used (securemem/_scrub.py). The stack is
+# read from a second thread while the calling thread blocks (tests/stackview.py): a scan run
+# on the calling thread would overwrite, with its own frames, what lies a few KiB deep. Each
+# test also makes the same call on cryptography directly and checks the table's count for it,
+# which shows that the test sees what the scrub removes.
 
-MAKE_KEYS = """
-    import sys
-    from cryptography.hazmat.primitives import serialization as s
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-    from tests.memscan import Marker
-    key = ed25519.Ed25519PrivateKey.generate()
-    password = bytes(Marker(20, seed=int(sys.argv[2])).view())
-    out = sys.argv[1]
-    open(out + ".der", "wb").write(
-        key.private_bytes(s.Encoding.DER, s.PrivateFormat.PKCS8, s.NoEncryption()))
-    open(out + ".pem", "wb").write(key.private_bytes(
-        s.Encoding.PEM, s.PrivateFormat.PKCS8, s.BestAvailableEncryption(password)))
-    open(out + ".plain.pem", "wb").write(
-        key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
-    legacy = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        s.Encoding.PEM, s.PrivateFormat.TraditionalOpenSSL, s.BestAvailableEncryption(password))
-    assert b"Proc-Type" in legacy
-    open(out + ".legacy.pem", "wb").write(legacy)
-    """
+needs_stackview = pytest.mark.skipif(
+    not stackview.supported(), reason="reads the stack through /proc on x86-64/AArch64 Linux"
+)
+PARTIAL = 15  # the last, partial block of a 47-byte message: 2 AES blocks and 15 bytes
 
 
 @pytest.fixture
-def key_files(tmp_path: Path) -> Iterator[tuple[Path, Marker]]:
-    """An Ed25519 key as DER and as password-encrypted PEM, made in another process so that
-    this one never holds the key or the password as bytes."""
-    with Marker(20) as password_marker:
-        made = run_python(MAKE_KEYS, str(tmp_path / "key"), str(password_marker.seed))
-        assert made.returncode == 0, made.stderr
-        for path in tmp_path.iterdir():
-            path.chmod(0o600)
-        yield tmp_path / "key", password_marker
+def partial_block() -> Iterator[tuple[Marker, SecureBytes]]:
+    """A 47-byte plaintext whose last 15 bytes are a marker."""
+    with Marker(PARTIAL) as marker, SecureBytes(32 + PARTIAL) as plaintext:
+        with plaintext.view() as view:
+            view[:32] = os.urandom(32)
+            view[32:] = marker.view()
+        yield marker, plaintext
 
 
-def raw_key_marker(key_path: Path) -> Marker:
-    with SecureBytes.from_file(key_path.with_suffix(".der")) as der:
-        # PKCS#8 for Ed25519: a 16-byte header, then the 32-byte private key itself.
-        return Marker.copy_of(der.view()[16:])
-
-
-# PEM: cryptography's own PEM loader leaves the decoded key in freed heap memory (measured);
-# load_private_key decodes the PEM into locked memory itself and hands over DER.
-@pytest.mark.parametrize(("suffix", "encoding"), [(".der", "der"), (".plain.pem", "pem")])
-def test_load_private_key_from_locked_memory_leaves_no_copy(
-    key_files: tuple[Path, Marker], suffix: str, encoding: Literal["der", "pem"]
+@needs_stackview
+@pytest.mark.parametrize("algorithm", list(KEY_SIZES), ids=algorithm_name)
+def test_encrypt_and_decrypt_leave_no_plaintext_on_the_stack(
+    algorithm: type[Any], partial_block: tuple[Marker, SecureBytes]
 ) -> None:
-    path, _ = key_files
-    with raw_key_marker(path) as key_marker:
-        data = SecureBytes.from_file(path.with_suffix(suffix))
-        key = crypto.load_private_key(data, encoding=encoding)
-        data.close()
-        assert isinstance(key, ed25519.Ed25519PrivateKey)
-        assert len(key_marker.scan().found) >= 1, "OpenSSL holds the key while it lives"
-        del key
-        released()
-        assert_nowhere(key_marker)
+    name = algorithm.__name__
+    marker, plaintext = partial_block
+    size = 32 + PARTIAL
+    with SecureBytes.random(KEY_SIZES[algorithm]) as key:
+        cipher = crypto.aead(algorithm, key)
+    # AES-SIV takes no nonce argument: crypto passes it as the last associated-data item, and
+    # so does the direct call here.
+    siv = isinstance(cipher, algorithms.AESSIV)
+    leading = () if siv else (NONCE,)
+    associated = [NONCE] if siv else None
+    ciphertext = bytes(crypto.encrypt(cipher, NONCE, plaintext))
+    forged = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
+    with SecureBytes(size) as out:
+
+        def encrypt_alone() -> None:
+            cipher.encrypt_into(*leading, plaintext.view(), associated, bytearray(size + 16))
+
+        def decrypt_alone() -> None:
+            cipher.decrypt_into(*leading, ciphertext, associated, out.view())
+
+        def decrypt_forged() -> None:
+            with pytest.raises(InvalidTag):
+                crypto.decrypt_into(cipher, NONCE, forged, None, out)
+
+        with marker.view() as needle:  # released before any assertion can fail
+            alone_encrypt = stackview.stack_depths_after(encrypt_alone, needle)
+            alone_decrypt = stackview.stack_depths_after(decrypt_alone, needle)
+            through_encrypt = stackview.stack_depths_after(
+                lambda: crypto.encrypt(cipher, NONCE, plaintext), needle
+            )
+            through_decrypt = stackview.stack_depths_after(
+                lambda: crypto.decrypt_into(cipher, NONCE, ciphertext, None, out), needle
+            )
+            through_invalid_tag = stackview.stack_depths_after(decrypt_forged, needle)
+    copy_counts.assert_copies(
+        f"alone: partial block on the stack after encrypt, {name}", len(alone_encrypt)
+    )
+    copy_counts.assert_copies(
+        f"alone: partial block on the stack after decrypt, {name}", len(alone_decrypt)
+    )
+    assert through_encrypt == [], f"crypto.encrypt left plaintext {through_encrypt} bytes deep"
+    assert through_decrypt == [], f"crypto.decrypt_into left it {through_decrypt} bytes deep"
+    assert through_invalid_tag == [], f"InvalidTag left plaintext {through_invalid_tag} deep"
 
 
-def test_cryptographys_own_pem_loader_leaves_the_decoded_key_in_the_heap(
-    key_files: tuple[Path, Marker],
-) -> None:
-    # Why load_private_key decodes PEM itself. When this fails, cryptography stopped leaving
-    # the copy: the decoder in securemem.crypto can go, and the docs table changes.
-    path, _ = key_files
-    with raw_key_marker(path) as key_marker:
-        with SecureBytes.from_file(path.with_suffix(".plain.pem")) as pem:
-            key = serialization.load_pem_private_key(pem.view(), None)
-        del key
-        released()
-        assert len(key_marker.scan().found) >= 1
+@needs_stackview
+@pytest.mark.parametrize("algorithm", list(KEY_SIZES), ids=algorithm_name)
+def test_aead_construction_and_use_leave_no_key_on_the_stack(algorithm: type[Any]) -> None:
+    with ExitStack() as stack:
+        pieces = key_markers(stack, algorithm)
+        key = stack.enter_context(key_from(pieces))
+        plaintext = stack.enter_context(SecureBytes(b"y" * 47))
+        ciphers: list[Any] = []
+        for piece in pieces:
+            found = stackview.stack_depths_after(
+                lambda: ciphers.append(crypto.aead(algorithm, key)), piece.view()
+            )
+            assert found == [], f"crypto.aead left the key {found} bytes deep"
+            found = stackview.stack_depths_after(
+                lambda: crypto.encrypt(ciphers[-1], NONCE, plaintext), piece.view()
+            )
+            assert found == [], f"crypto.encrypt left the key {found} bytes deep"
 
 
-def load_encrypted(pem_path: Path, password_marker: Marker) -> Any:
-    """Load a password-encrypted PEM key from the file, both read into locked memory."""
-    with SecureBytes.from_file(pem_path) as pem, SecureBytes(password_marker.view()) as password:
-        return crypto.load_private_key(pem, password)
+@needs_stackview
+@pytest.mark.parametrize("name", KDFS)
+def test_derive_leaves_no_key_material_on_the_stack(name: str) -> None:
+    with Marker(24) as password_marker, SecureBytes(password_marker.view()) as password:
+        found = stackview.stack_depths_after(
+            lambda: crypto.derive(KDFS[name](), password, 32).close(), password_marker.view()
+        )
+    assert found == [], f"crypto.derive left the password {found} bytes deep"
 
 
-def test_legacy_encrypted_pem_goes_to_cryptographys_pem_loader(
-    key_files: tuple[Path, Marker],
-) -> None:
-    path, password_marker = key_files
-    key = load_encrypted(path.with_suffix(".legacy.pem"), password_marker)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+# A fresh interpreter: its first calls into libc are bound lazily, and the dynamic linker saves
+# every vector register on the stack while it binds one. Whatever a call left in the registers
+# is on the stack after the first scan.
+REGISTERS_AFTER_ENCRYPT = """
+    import sys
+    from cryptography.hazmat.primitives.ciphers import aead
+    from securemem import SecureBytes, crypto
+    from tests.memscan import Marker
+    from tests.stackview import mapping_name
+    algorithm = getattr(aead, sys.argv[1])
+    with Marker(int(sys.argv[2])) as marker, SecureBytes(int(sys.argv[3])) as key:
+        key.view()[: marker.length] = marker.view()
+        cipher = crypto.aead(algorithm, key)
+        plaintext = SecureBytes(b"y" * 47)
+        if sys.argv[4] == "alone":
+            leading = () if sys.argv[1] == "AESSIV" else (b"1" * 12,)
+            cipher.encrypt_into(*leading, plaintext.view(), None, bytearray(63))
+        else:
+            crypto.encrypt(cipher, b"1" * 12, plaintext)
+        found = marker.scan().found
+        print(sum(mapping_name(address) == "[stack]" for address in found))
+"""
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 3, 31, 32, 33, 48, 100, 1000])
-def test_pem_decoding_matches_base64(size: int) -> None:
-    data = os.urandom(size)
-    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
-    pem = b"comment\n-----BEGIN PRIVATE KEY-----\r\n" + body + b"-----END PRIVATE KEY-----\n"
-    with SecureBytes(pem) as source:
-        der = crypto._pem_to_der(source, None)
-        assert der is not None
-        assert der == data
+@needs_stackview
+@pytest.mark.parametrize("algorithm", list(KEY_SIZES), ids=algorithm_name)
+def test_encrypt_leaves_no_key_in_the_vector_registers(algorithm: type[Any]) -> None:
+    name = algorithm.__name__
+    size = KEY_SIZES[algorithm]
+    piece = str(min(size, 32))  # AES-SIV: its first half, the S2V key
+    counts = {}
+    for how in ("alone", "through securemem"):
+        child = run_python(REGISTERS_AFTER_ENCRYPT, name, piece, str(size), how)
+        assert child.returncode == 0, child.stderr
+        counts[how] = int(child.stdout)
+    copy_counts.assert_copies(
+        f"alone: key on the stack from the vector registers, {name}", counts["alone"]
+    )
+    assert counts["through securemem"] == 0, "the key was in the registers after crypto.encrypt"
 
 
-@pytest.mark.parametrize(
-    ("pem", "message"),
-    [
-        (b"MC4CAQAwBQYDK2VwBCIEI", "not a PEM key"),
-        (b"-----BEGIN PRIVATE KEY-----\nMC4C\n", "no '-----END"),
-        (b"-----BEGIN PRIVATE KEY-----\nMC!C\n-----END PRIVATE KEY-----\n", "non-base64"),
-    ],
-)
-def test_pem_decoding_errors_say_what_is_wrong(pem: bytes, message: str) -> None:
-    with SecureBytes(pem) as source, pytest.raises(ValueError, match=message) as error:
-        crypto.load_private_key(source)
-    assert "MC4C" not in str(error.value)
+def test_scrub_is_clamped_to_a_small_thread_stack() -> None:
+    # 16 KiB of burn on a 64 KiB thread stack (Python's default minimum is 32 KiB): the wipe
+    # is clamped to what lies below, never past the stack's end.
+    results: list[bool] = []
+
+    def work() -> None:
+        with SecureBytes.random(32) as key, SecureBytes(b"message") as message:
+            cipher = crypto.aead(algorithms.AESGCM, key)
+            ciphertext = crypto.encrypt(cipher, NONCE, message)
+            with crypto.decrypt(cipher, NONCE, ciphertext) as plaintext:
+                results.append(plaintext == b"message")
+
+    previous = threading.stack_size(64 * 1024)
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(previous)
+    assert results == [True]
 
 
-def test_load_encrypted_pem_leaves_no_copy_of_the_password(
-    key_files: tuple[Path, Marker],
-) -> None:
-    path, password_marker = key_files
-    key = load_encrypted(path.with_suffix(".pem"), password_marker)
-    with SecureBytes.from_file(path.with_suffix(".der")) as der:
-        public = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        expected = crypto.load_private_key(der, encoding="der").public_key().public_bytes(*public)
-    assert key.public_key().public_bytes(*public) == expected
-    del key
-    released()
-    assert_nowhere(password_marker)
+def test_copy_count_table_has_every_family_and_says_what_changed() -> None:
+    families = copy_counts.FAMILIES
+    assert families[0].first == 47  # pyproject's lower bound
+    for earlier, later in itertools.pairwise(families):
+        assert later.first == earlier.last + 1, "release families must not leave a gap"
+    for what, counts in copy_counts.COUNTS.items():
+        assert set(counts) == {family.name for family in families}, what
+    what = "freed: password in the heap, Argon2id"
+    count = copy_counts.COUNTS[what][families[-1].name]
+    more = copy_counts.mismatch(what, count + 1, families[-1].last, "x")
+    assert more is not None and "a copy more" in more and "tests/copy_counts.py" in more
+    fewer = copy_counts.mismatch(what, count - 1, families[-1].last, "x")
+    assert fewer is not None and "a copy fewer" in fewer
+    assert copy_counts.mismatch(what, count, families[-1].last, "x") is None
+    newer = copy_counts.mismatch(what, count + 1, families[-1].last + 1, "x")
+    assert newer is not None and "newer than the table" in newer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="loading an encrypted PKCS#8 key leaves the decrypted private key in freed heap "
-    "memory (cryptography/OpenSSL free that buffer without wiping it)",
-)
-def test_load_encrypted_pem_leaves_no_copy_of_the_key(key_files: tuple[Path, Marker]) -> None:
-    path, password_marker = key_files
-    with raw_key_marker(path) as key_marker:
-        key = load_encrypted(path.with_suffix(".pem"), password_marker)
-        del key
-        released()
-        assert_nowhere(key_marker)
-
-
-def test_load_private_key_refuses_bytes_and_unknown_encodings() -> None:
-    with pytest.raises(TypeError, match="SecureBytes"):
-        crypto.load_private_key(b"-----BEGIN PRIVATE KEY-----")  # type: ignore[arg-type]
-    with SecureBytes(b"x") as data, pytest.raises(ValueError, match="'pem' or 'der'"):
-        crypto.load_private_key(data, encoding="jwk")  # type: ignore[arg-type]
-
-
-def test_private_key_bytes_round_trips_through_locked_memory() -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
-    with crypto.private_key_bytes(key) as pem:
-        assert isinstance(pem, SecureBytes)
-        assert pem[:27] == b"-----BEGIN PRIVATE KEY-----"
-        loaded = crypto.load_private_key(pem)
-    assert isinstance(loaded, ed25519.Ed25519PrivateKey)
-    with SecureBytes(b"correct horse") as password:
-        encrypted = crypto.private_key_bytes(key, password=password)
-        with pytest.raises(ValueError):  # wrong password: cryptography's own error
-            crypto.load_private_key(encrypted, SecureBytes(b"wrong horse"))
-        assert isinstance(crypto.load_private_key(encrypted, password), ed25519.Ed25519PrivateKey)
-        encrypted.close()
-
-
-def test_serialising_with_a_password_needs_a_bytes_copy_of_it() -> None:
-    # Why private_key_bytes(password=...) copies the password into bytes (documented):
-    # cryptography refuses any other buffer. When this starts passing, drop the copy.
-    with SecureBytes(b"password") as password, pytest.raises(ValueError, match="bytes"):
-        serialization.BestAvailableEncryption(password.view())  # type: ignore[arg-type]
+def test_the_docs_copy_count_table_names_tests_that_exist() -> None:
+    page = (REPO / "docs" / "secrets-in-and-out.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"tests/test_crypto\.py::(test_\w+)", page))
+    assert named, "docs/secrets-in-and-out.md no longer names its tests"
+    missing = sorted(name for name in named if not callable(globals().get(name)))
+    assert not missing, f"docs/secrets-in-and-out.md names tests that do not exist: {missing}"

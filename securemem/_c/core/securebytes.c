@@ -572,6 +572,40 @@ static PyObject *secret_wipe(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Fresh bytes from the OS CSPRNG over the whole secret, in place (through a guarded
+   secret's protection, which is restored); on failure the secret is wiped, never left
+   half old, half new. */
+static PyObject *secret_randomize(PyObject *self, PyObject *unused) {
+    sm_secret *s = (sm_secret *)self;
+    (void)unused;
+    if (check_open(s) < 0)
+        return NULL;
+    sm_guarded *g = s->kind == KIND_GUARDED ? s->owner : NULL;
+    int previous = g != NULL ? g->protection : SM_PROT_READWRITE;
+    if (previous != SM_PROT_READWRITE && sm_guarded_protect(s->arena, g, SM_PROT_READWRITE) < 0)
+        return NULL;
+    int number = 0;
+    if (s->size && sm_random(memory(s), s->size) != 0) {
+        number = errno;
+        sm_wipe(memory(s), s->size);
+    }
+    if (previous != SM_PROT_READWRITE && sm_guarded_protect(s->arena, g, previous) < 0)
+        return NULL;
+    if (number) {
+        PyObject *module = PyImport_ImportModule("securemem._kernel");
+        if (module != NULL) {
+            PyObject *error = PyObject_CallMethod(module, "random_failure", "iO", number, Py_True);
+            if (error != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+                Py_DECREF(error);
+            }
+            Py_DECREF(module);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *secret_copy(PyObject *self, PyObject *unused) {
     sm_secret *s = (sm_secret *)self;
     (void)unused;
@@ -655,7 +689,7 @@ static PyObject *secret_random(PyObject *cls, PyObject *args, PyObject *kwargs) 
         Py_DECREF(s);
         PyObject *module = PyImport_ImportModule("securemem._kernel");
         if (module != NULL) {
-            PyObject *error = PyObject_CallMethod(module, "random_failure", "i", number);
+            PyObject *error = PyObject_CallMethod(module, "random_failure", "iO", number, Py_False);
             if (error != NULL) {
                 PyErr_SetObject((PyObject *)Py_TYPE(error), error);
                 Py_DECREF(error);
@@ -769,6 +803,8 @@ static PyMethodDef secret_methods[] = {
      "Wipe and release the memory. Calling it again does nothing.\n\nFor a guarded secret, "
      "raises CanaryError (after wiping and releasing) if the canary around it was overwritten."},
     {"wipe", secret_wipe, METH_NOARGS, "Zero every byte now; the SecureBytes stays open and usable."},
+    {"randomize", secret_randomize, METH_NOARGS,
+     "Overwrite every byte with fresh bytes from the OS CSPRNG, in place."},
     {"view", secret_view, METH_NOARGS,
      "A writable memoryview over the locked bytes (no copy); the same as memoryview(secret).\n\n"
      "A view outliving close() reads zeros: the memory is wiped at close and not reused until "

@@ -1,0 +1,275 @@
+"""Hex and base64 straight into and out of locked memory, in constant time.
+
+``bytes.fromhex`` and ``base64.b64decode`` return the decoded secret as a ``bytes`` object in
+the ordinary heap, where it stays after it is freed. Here the C decoder in
+``securemem/_c/codec.c`` writes each decoded byte into a :class:`SecureBytes` and nowhere else,
+computing every digit's value with arithmetic masks rather than a table or a branch, so the time
+taken does not depend on the secret (only on the text's length and where its whitespace and
+padding are).
+
+Where the text is read from, without a copy:
+
+* a bytes-like object or a :class:`SecureBytes`: through the buffer protocol;
+* a ``str``: CPython keeps an ASCII ``str``'s characters as one byte each, and
+  ``PyUnicode_AsUTF8AndSize`` returns a pointer to exactly those bytes (for an ASCII string it
+  allocates nothing). It is called through ``ctypes.pythonapi``, which holds the GIL, because
+  cffi has no way to take a ``str``'s buffer. A non-ASCII ``str`` is refused before that call
+  (it would make and cache a UTF-8 copy), and ``str.encode`` is never used: its ``bytes`` would
+  be a heap copy of the text, which is as secret as what it encodes.
+
+The decoders are strict. Hex: ``bytes.fromhex``'s rules (either case; ASCII whitespace between
+bytes, never inside one). Base64: ``base64.b64decode(text, validate=True)``'s, plus ASCII
+whitespace anywhere (PEM bodies, wrapped environment variables); ``=`` after a complete group
+of four, which Python 3.11 lets through (``"QUJD=="``), is refused. Errors are ``ValueError``
+naming the offset and what was wrong there, never a character of the text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from securemem._arena import Arena
+from securemem._binding import ffi, lib
+from securemem._securebytes import SecureBytes
+
+__all__ = [
+    "decode_base64",
+    "decode_base64_region",
+    "decode_hex",
+    "encode_base64",
+    "encode_hex",
+]
+
+Text = Any  # a str, any bytes-like object (bytes, bytearray, memoryview, mmap, ...) or SecureBytes
+
+# Enough to cover the codec's own stack frame and cffi's call wrapper below it.
+_STACK_BURN = 2048
+
+_utf8_and_size = ctypes.pythonapi.PyUnicode_AsUTF8AndSize
+_utf8_and_size.restype = ctypes.c_void_p
+_utf8_and_size.argtypes = [ctypes.py_object, ctypes.POINTER(ctypes.c_ssize_t)]
+
+# (value 62, value 63) of each alphabet.
+_STANDARD = (ord("+"), ord("/"))
+_URLSAFE = (ord("-"), ord("_"))
+
+
+def decode_hex(text: Text, *, arena: Arena | None = None) -> SecureBytes:
+    """Hex ``text`` decoded into a new :class:`SecureBytes` (see the module docstring)."""
+    return _decode("hex", _hex_decoder, text, arena, 0)
+
+
+def decode_base64(
+    text: Text, *, urlsafe: bool = False, arena: Arena | None = None
+) -> SecureBytes:
+    """Base64 ``text`` decoded into a new :class:`SecureBytes` (see the module docstring).
+
+    ``urlsafe=True`` takes the URL-safe alphabet (``-`` and ``_`` for values 62 and 63) and
+    only that one; padding is required either way, as the standard library requires it.
+    """
+    return _decode("base64", _base64_decoder(urlsafe), text, arena, 0)
+
+
+def decode_base64_region(
+    buffer: Text,
+    offset: int,
+    length: int,
+    *,
+    urlsafe: bool = False,
+    arena: Arena | None = None,
+) -> SecureBytes:
+    """``buffer[offset:offset + length]`` decoded from base64 into a new :class:`SecureBytes`.
+
+    For a base64 body inside a larger buffer (a PEM block in a key file held in a
+    ``SecureBytes``): no slice of the buffer is copied. Whitespace and line ends (``\\n`` or
+    ``\\r\\n``) in the region are skipped. Offsets in error messages count from the start of
+    ``buffer``, not of the region. ``IndexError`` if the region is not inside the buffer.
+    """
+    for name, value in (("offset", offset), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    with _text_view(buffer) as (pointer, size):
+        if offset < 0 or length < 0 or offset + length > size:
+            raise IndexError(
+                f"the region offset={offset}, length={length} is not inside the "
+                f"{size}-byte buffer"
+            )
+        return _decode_pointer(
+            "base64", _base64_decoder(urlsafe), pointer + offset, length, arena, offset
+        )
+
+
+def encode_hex(secret: SecureBytes, *, arena: Arena | None = None) -> SecureBytes:
+    """Lowercase hex of ``secret``, as ASCII text in a new :class:`SecureBytes`."""
+    with secret.view() as source:
+        size = source.nbytes
+        encoded = SecureBytes(2 * size, arena=arena)
+        try:
+            if size:
+                with ffi.from_buffer("unsigned char[]", source) as data:
+                    lib.sm_hex_encode(_pointer(encoded), data, size)
+                lib.sm_burn_stack(_STACK_BURN)
+        except BaseException:
+            encoded.close()
+            raise
+    return encoded
+
+
+def encode_base64(
+    secret: SecureBytes, *, urlsafe: bool = False, arena: Arena | None = None
+) -> SecureBytes:
+    """Padded base64 of ``secret`` (URL-safe alphabet with ``urlsafe=True``), as ASCII text
+    in a new :class:`SecureBytes`."""
+    char62, char63 = _alphabet(urlsafe)
+    with secret.view() as source:
+        size = source.nbytes
+        encoded = SecureBytes(lib.sm_base64_encoded_length(size), arena=arena)
+        try:
+            if size:
+                with ffi.from_buffer("unsigned char[]", source) as data:
+                    lib.sm_base64_encode(_pointer(encoded), data, size, char62, char63)
+                lib.sm_burn_stack(_STACK_BURN)
+        except BaseException:
+            encoded.close()
+            raise
+    return encoded
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+Decoder = Callable[[Any, int, Any, int, Any, Any], int]
+
+
+def _hex_decoder(out: Any, capacity: int, text: Any, length: int, written: Any, at: Any) -> int:
+    status: int = lib.sm_hex_decode(out, capacity, text, length, written, at)
+    return status
+
+
+def _base64_decoder(urlsafe: bool) -> Decoder:
+    char62, char63 = _alphabet(urlsafe)
+
+    def decoder(out: Any, capacity: int, text: Any, length: int, written: Any, at: Any) -> int:
+        status: int = lib.sm_base64_decode(
+            out, capacity, text, length, char62, char63, written, at
+        )
+        return status
+
+    return decoder
+
+
+def _alphabet(urlsafe: bool) -> tuple[int, int]:
+    if not isinstance(urlsafe, bool):
+        raise TypeError(f"urlsafe must be True or False, not {type(urlsafe).__name__}")
+    return _URLSAFE if urlsafe else _STANDARD
+
+
+def _decode(kind: str, decoder: Decoder, text: Text, arena: Arena | None, base: int) -> SecureBytes:
+    with _text_view(text) as (pointer, size):
+        return _decode_pointer(kind, decoder, pointer, size, arena, base)
+
+
+def _decode_pointer(
+    kind: str, decoder: Decoder, text: Any, length: int, arena: Arena | None, base: int
+) -> SecureBytes:
+    """Two passes over the text: the first checks it and counts the decoded bytes without
+    writing any, the second writes them into a SecureBytes of exactly that size."""
+    written = ffi.new("size_t *")
+    error_at = ffi.new("size_t *")
+    status = decoder(ffi.NULL, 0, text, length, written, error_at)
+    if status != lib.SM_CODEC_OK:
+        raise ValueError(_error_message(kind, status, base + error_at[0]))
+    size = written[0]
+    decoded = SecureBytes(size, arena=arena)
+    try:
+        if size:
+            status = decoder(_pointer(decoded), size, text, length, written, error_at)
+            lib.sm_burn_stack(_STACK_BURN)
+            if status == lib.SM_CODEC_OUTPUT_SIZE:
+                raise RuntimeError(
+                    f"the {kind} text changed while it was being decoded (another thread "
+                    "wrote to it); nothing was decoded. Do not modify it until the call returns."
+                )
+            if status != lib.SM_CODEC_OK:
+                raise ValueError(_error_message(kind, status, base + error_at[0]))
+    except BaseException:
+        decoded.close()  # wipes what was decoded so far
+        raise
+    return decoded
+
+
+def _pointer(secret: SecureBytes) -> Any:
+    return ffi.cast("unsigned char *", secret.address)
+
+
+@contextlib.contextmanager
+def _text_view(text: Text) -> Iterator[tuple[Any, int]]:
+    """A pointer to the text's bytes and their number, valid inside the block; no copy."""
+    if isinstance(text, str):
+        yield _str_pointer(text), len(text)  # ``text`` stays referenced: the pointer stays valid
+        return
+    if isinstance(text, SecureBytes):
+        view = text.view()  # a view keeps its memory from reuse even if it is closed meanwhile
+    else:
+        try:
+            view = memoryview(text)
+        except TypeError:
+            raise TypeError(
+                "expected the text as a str, a bytes-like object or a SecureBytes, not "
+                f"{type(text).__name__}"
+            ) from None
+    try:
+        if not view.c_contiguous:
+            raise TypeError(
+                "the text must be a contiguous buffer; pass the object itself rather than a "
+                "strided slice of it"
+            )
+        flat = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+        try:
+            with ffi.from_buffer("unsigned char[]", flat) as pointer:
+                yield pointer, flat.nbytes
+        finally:
+            flat.release()
+    finally:
+        view.release()
+
+
+def _str_pointer(text: str) -> Any:
+    if not text.isascii():
+        position = next(index for index, char in enumerate(text) if not char.isascii())
+        raise ValueError(
+            f"the text holds a non-ASCII character at offset {position}: hex and base64 "
+            "text is ASCII only"
+        )
+    if not text:
+        return ffi.NULL
+    size = ctypes.c_ssize_t()
+    address = _utf8_and_size(text, ctypes.byref(size))
+    if not address or size.value != len(text):  # cannot happen for an ASCII str on CPython
+        raise RuntimeError("could not read the str's characters in place")
+    return ffi.cast("const unsigned char *", address)
+
+
+def _error_message(kind: str, status: int, offset: int) -> str:
+    alphabet = (
+        "0-9, a-f, A-F"
+        if kind == "hex"
+        else "A-Z, a-z, 0-9 and + / (or - _ with urlsafe=True), = for padding"
+    )
+    what = {
+        lib.SM_CODEC_BAD_CHARACTER: f"a character that is not {kind} (allowed: {alphabet}, "
+        "and whitespace).",
+        lib.SM_CODEC_SPACE_IN_PAIR: "whitespace between the two digits of a byte (whitespace "
+        "may only separate bytes).",
+        lib.SM_CODEC_ODD_DIGITS: "the text ends in the middle of a byte: an odd number of hex "
+        "digits; is a digit missing?",
+        lib.SM_CODEC_BAD_PADDING: "'=' padding where none may be (padding only ends the "
+        "last group of four symbols, as '==' after two or '=' after three).",
+        lib.SM_CODEC_AFTER_PADDING: "data after the '=' padding; is this two base64 texts "
+        "run together?",
+        lib.SM_CODEC_INCOMPLETE: "the text ends in the middle of a group of four symbols: "
+        "is the '=' padding missing, or the text cut short?",
+    }.get(status, f"error {status}.")
+    return f"invalid {kind} at offset {offset}: {what} Nothing was decoded."

@@ -1,0 +1,442 @@
+"""Sealed secrets: :class:`Enclave`, a secret kept encrypted in ordinary memory.
+
+Locked memory is scarce (``RLIMIT_MEMLOCK`` is 64 KiB on some systems, 8 MiB under
+Docker); ordinary memory is not. An enclave holds its secret encrypted, so the
+ciphertext may live in ordinary memory: swapped out, written into a core dump or
+inherited by a forked child, it reveals nothing. Only the key needs protecting, and
+there is one per process, so a million enclaves cost the locked memory of one key.
+
+The choices, and why:
+
+* **AES-GCM-SIV** (RFC 8452), from pyca/cryptography, with a fresh random 96-bit
+  nonce per seal. GCM-SIV derives a new key from each nonce and is nonce-misuse
+  resistant: were two seals ever to draw the same nonce, an observer learns only
+  whether the two plaintexts were equal, never their XOR, and forging stays out of
+  reach (ChaCha20-Poly1305 or AES-GCM would lose both). Random nonces need no
+  counter, so a parent and a child that share the key after fork (see
+  :meth:`Enclave.share_with_children`) cannot collide by construction the way two
+  copies of one counter would. The bound: with random 96-bit nonces the chance
+  that *any* two of q seals share a nonce is below q**2 / 2**97; at 2**32 seals it
+  is 2**-33, and even then the loss is the equality of two plaintexts. RFC 8452's
+  own analysis allows far more messages per key than that. So the key is not
+  rotated: a long-lived process would need 2**32 seals (about six hours of nothing
+  but sealing at this module's speed) before the collision chance reached 2**-33.
+* **The key** is 32 bytes in a guarded :class:`~securemem.SecureBytes` (its own
+  locked page between guard pages, out of core dumps, wiped on fork), kept
+  ``"noaccess"`` except while a seal or an open uses it: a stray read of it kills
+  the process instead of leaking it. Several threads may seal and open at once; a
+  count of users, changed under a lock, makes the page readable for the first and
+  no-access again after the last, so no thread's re-protect faults another
+  mid-operation.
+* **The AEAD object** lives only for one seal or open. OpenSSL keeps the expanded
+  key in its ordinary (unlocked) heap while such an object is alive; building one
+  per operation and dropping it at once bounds that copy to the operation (it is
+  the same per-operation cost memguard's design pays). ``benchmarks/enclave.py``
+  measures it.
+* **Associated data** is a fixed label naming this format. The plaintext's length
+  is authenticated by GCM-SIV itself (its length block), and each enclave's nonce
+  is unique and authenticated. Binding an enclave's identity as well would not stop
+  anyone real: the ciphertext never leaves the process (an enclave cannot be
+  pickled), so only code running in the process could swap two enclaves' private
+  fields, and such code can call :meth:`Enclave.open` directly.
+
+After each call into cryptography the vector registers are cleared and the stack the
+call used is wiped (``securemem._scrub``): OpenSSL returns with the AES key schedule in
+vector registers and AES-GCM-SIV leaves the last partial plaintext block on the stack.
+
+Signals are held during a seal or open (as securemem does while it releases a
+secret), so a ``KeyboardInterrupt`` cannot leave the key readable or a half-written
+plaintext behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
+
+from securemem._binding import ffi, lib
+from securemem._errors import EnclaveError, SecureBytesClosedError, SecureMemoryError
+from securemem._scrub import scrub_after_native
+from securemem._securebytes import (
+    Buffer,
+    SecureBytes,
+    as_byte_view,
+    wipe_view,
+    writable_byte_view,
+)
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+
+__all__ = ["Enclave"]
+
+_KEY_SIZE = 32
+_NONCE_SIZE = 12
+_TAG_SIZE = 16
+_ASSOCIATED_DATA = b"securemem.Enclave/AES-GCM-SIV/1"
+
+_cipher: tuple[type[AESGCMSIV], type[Exception]] | None = None
+
+
+def _aead() -> tuple[type[AESGCMSIV], type[Exception]]:
+    """AES-GCM-SIV and InvalidTag from cryptography, imported on first use (optional)."""
+    global _cipher
+    if _cipher is None:
+        try:
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+        except ImportError:
+            raise ImportError(
+                "securemem.Enclave encrypts with pyca/cryptography, which is not installed: "
+                "pip install 'securemem[crypto]'"
+            ) from None
+        _cipher = (AESGCMSIV, InvalidTag)
+    return _cipher
+
+
+@contextlib.contextmanager
+def _readable(secret: SecureBytes) -> Iterator[memoryview]:
+    """A view of ``secret`` that may be read, opening a no-access guarded one meanwhile."""
+    try:
+        protection = secret.protection
+    except SecureBytesClosedError:
+        raise
+    except ValueError:
+        protection = "readwrite"  # not guarded: always readable
+    with contextlib.ExitStack() as stack:
+        if protection == "noaccess":
+            stack.enter_context(secret.accessible("readonly"))
+        view = secret.view()
+        try:
+            yield view
+        finally:
+            view.release()
+
+
+class _ProcessKey:
+    """The one sealing key of this process, and who is using it right now.
+
+    ``epoch`` names the key: an enclave remembers the epoch it was sealed under, and
+    a process that no longer holds that key (a forked child that was not given it)
+    refuses to open it with a clear error instead of failing authentication.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: SecureBytes | None = None
+        self.view: memoryview | None = None  # kept, so an operation does not build one
+        self.users = 0
+        self.epoch = 0
+        self.share = False
+        self.lost_reason = ""
+        self.transfer: mmap.mmap | None = None
+
+    def acquire(self, epoch: int | None) -> tuple[memoryview, int]:
+        """The key and its epoch, readable until :meth:`release`.
+
+        ``epoch``: the one an enclave was sealed under (None for a new seal).
+        """
+        with self.lock:
+            if epoch is not None and epoch != self.epoch:
+                raise EnclaveError(
+                    "this enclave was sealed under a key this process does not hold: "
+                    f"{self.lost_reason or 'it was sealed by another process'}"
+                )
+            if self.key is None:
+                self._make_key(None)
+            assert self.key is not None and self.view is not None
+            if self.users == 0:
+                self.key.protect("readonly")
+            self.users += 1
+            return self.view, self.epoch
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0 and self.key is not None:
+                self.key.protect("noaccess")
+
+    def _make_key(self, source: memoryview | None) -> None:
+        """A new key: random, or copied from ``source`` (the parent's, after fork)."""
+        if source is None:
+            key = SecureBytes.random(_KEY_SIZE, guarded=True)
+        else:
+            key = SecureBytes(source, guarded=True)
+        try:
+            view = key.view()
+            key.protect("noaccess")
+        except BaseException:
+            key.close()
+            raise
+        self.key, self.view = key, view
+
+    # -- fork -----------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        """With sharing on, copy the key where the child will find it (see after_fork_*)."""
+        if not self.share or self.key is None:
+            return
+        # A private mapping of our own: inherited copy-on-write (the key's own page is
+        # wiped in the child), kept out of core dumps, locked where the limit allows.
+        # Private, not mmap's default MAP_SHARED: the parent's wipe right after the
+        # fork would otherwise race the child's read.
+        transfer = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        with contextlib.suppress(OSError, AttributeError):
+            transfer.madvise(mmap.MADV_DONTDUMP)
+        address = int(ffi.cast("uintptr_t", ffi.from_buffer(transfer)))
+        with contextlib.suppress(SecureMemoryError):
+            _kernel().lock(address, mmap.PAGESIZE)
+        view, _ = self.acquire(None)
+        try:
+            transfer[:_KEY_SIZE] = view
+        finally:
+            self.release()
+        self.transfer = transfer
+
+    def after_fork_in_parent(self) -> None:
+        self._drop_transfer(unlock=True)
+
+    def after_fork_in_child(self) -> None:
+        # Whatever another thread of the parent was doing with the key is gone with it.
+        self.lock = threading.Lock()
+        self.users = 0
+        self.key = self.view = None  # the parent's: wiped here, and not ours to free
+        if self.transfer is None:
+            self.epoch += 1
+            self.lost_reason = (
+                "it was sealed by the parent of this forked process, and a child does "
+                "not inherit the sealing key (it is wiped on fork like every secret). "
+                "Call Enclave.share_with_children() in the parent before forking to "
+                "give children the key, or seal the secret again in the child."
+            )
+            return
+        try:
+            # Both views released before the mapping is closed (close refuses otherwise).
+            with memoryview(self.transfer) as whole, whole[:_KEY_SIZE] as inherited:
+                self._make_key(inherited)
+        except BaseException:
+            self.epoch += 1
+            self.lost_reason = (
+                "the parent shared its key with this forked child, but the child could "
+                "not put it in locked memory (see securemem.stats() and the memory "
+                "lock limit)"
+            )
+        finally:
+            self._drop_transfer(unlock=False)  # locks are not inherited across fork
+
+    def _drop_transfer(self, *, unlock: bool) -> None:
+        transfer, self.transfer = self.transfer, None
+        if transfer is None:
+            return
+        address = int(ffi.cast("uintptr_t", ffi.from_buffer(transfer)))
+        lib.sm_wipe(ffi.cast("void *", address), mmap.PAGESIZE)
+        if unlock:
+            with contextlib.suppress(SecureMemoryError):
+                _kernel().unlock(address, mmap.PAGESIZE)
+        transfer.close()
+
+
+def _kernel() -> Any:
+    from securemem._arena import default_arena
+
+    return default_arena().kernel
+
+
+_KEY = _ProcessKey()
+os.register_at_fork(
+    before=_KEY.before_fork,
+    after_in_parent=_KEY.after_fork_in_parent,
+    after_in_child=_KEY.after_fork_in_child,  # after securemem._fork's: the arenas are reset
+)
+
+
+class Enclave:
+    """A secret sealed (encrypted and authenticated) in ordinary memory.
+
+    ``Enclave(secret)`` seals a copy of a :class:`~securemem.SecureBytes` or any
+    bytes-like object and leaves the source as it was; :meth:`take` also wipes a
+    writable source; :meth:`random` seals fresh random bytes. :meth:`open` returns the
+    secret in a new SecureBytes (use it in a ``with`` block, which closes and wipes
+    it). The ciphertext costs no locked memory, so enclaves scale past the memory lock
+    limit: a million 32-byte enclaves cost the locked page of the one process key.
+
+    Sealing uses AES-GCM-SIV (nonce-misuse resistant) with a random 96-bit nonce per
+    seal under a per-process key kept in a guarded SecureBytes that is no-access except
+    during a seal or an open; the documentation's memguard page explains each choice,
+    and the bound on seals per key. An enclave
+    whose ciphertext was altered raises :class:`~securemem.EnclaveError` when opened,
+    and so does one sealed by another process (a forked child does not get the key,
+    unless :meth:`share_with_children` was called). Needs ``securemem[crypto]``.
+
+    ``len()`` is the secret's size. Nothing reveals its content: ``repr`` shows the
+    size only, and ``==``, ``hash`` and ``pickle`` raise ``TypeError`` (open both and
+    compare the SecureBytes, which compares in constant time).
+    """
+
+    __slots__ = ("_ciphertext", "_epoch", "_nonce")
+
+    def __init__(self, secret: SecureBytes | Buffer) -> None:
+        if isinstance(secret, (str, int)) or secret is None:
+            raise TypeError(
+                f"Enclave() seals a SecureBytes or a bytes-like object, not "
+                f"{type(secret).__name__}"
+            )
+        if isinstance(secret, SecureBytes):
+            with _readable(secret) as view:
+                self._seal(view)
+            return
+        source = as_byte_view(secret)
+        try:
+            if not source.c_contiguous:
+                with SecureBytes(source) as flat, flat.view() as view:
+                    self._seal(view)
+            else:
+                self._seal(source)
+        finally:
+            source.release()
+
+    def _seal(self, plaintext: memoryview) -> None:
+        nonce = os.urandom(_NONCE_SIZE)
+        cipher_class, _ = _aead()
+        try:
+            # Inside the try: a signal that lands before the call must still be restored.
+            lib.sm_defer_signals()
+            key, epoch = _KEY.acquire(None)
+            try:
+                # Built, used and dropped while the key is readable: the expanded key in
+                # OpenSSL's heap lives no longer than this seal.
+                ciphertext = cipher_class(key).encrypt(nonce, plaintext, _ASSOCIATED_DATA)
+            finally:
+                # Here, in the calling function: OpenSSL returns with the key schedule in
+                # vector registers and the last plaintext block on the stack (_scrub).
+                scrub_after_native()
+                _KEY.release()
+        finally:
+            lib.sm_restore_signals()
+        self._nonce, self._ciphertext, self._epoch = nonce, ciphertext, epoch
+
+    @classmethod
+    def take(cls, buffer: SecureBytes | Buffer) -> Enclave:
+        """Seal a writable buffer, then wipe it (zeros; the buffer stays usable).
+
+        For a ``bytearray``, a writable ``memoryview``, an ``array``, an ``mmap`` or a
+        SecureBytes (wiped, still open: close it yourself). A read-only source
+        (``bytes``, a read-only ``memoryview``) raises ``TypeError``: it cannot be
+        wiped. If sealing fails the source is left untouched.
+        """
+        if isinstance(buffer, SecureBytes):
+            enclave = cls(buffer)
+            buffer.wipe()  # opens a protected guarded secret for the wipe
+            return enclave
+        source = writable_byte_view(buffer, "Enclave.take")
+        try:
+            enclave = cls(source)
+            wipe_view(source)
+        finally:
+            source.release()
+        return enclave
+
+    @classmethod
+    def random(cls, size: SupportsIndex) -> Enclave:
+        """Seal ``size`` bytes from the OS CSPRNG (made in locked memory, wiped after)."""
+        with SecureBytes.random(size) as secret:
+            return cls(secret)
+
+    def open(self) -> SecureBytes:
+        """The secret, decrypted into a new SecureBytes (close it, or use ``with``).
+
+        Raises :class:`~securemem.EnclaveError` if the ciphertext was altered (nothing
+        is returned, the partial output is wiped) or if this process does not hold
+        the key it was sealed under.
+        """
+        size = len(self._ciphertext) - _TAG_SIZE
+        if size < 0:
+            self._fail_authentication()
+        cipher_class, invalid_tag = _aead()
+        plaintext = SecureBytes(size)  # before the key: a full memory lock costs it nothing
+        try:
+            lib.sm_defer_signals()
+            key, _ = _KEY.acquire(self._epoch)
+            try:
+                target = plaintext.view()
+                try:
+                    cipher_class(key).decrypt_into(
+                        self._nonce, self._ciphertext, _ASSOCIATED_DATA, target
+                    )
+                finally:
+                    scrub_after_native()  # also after InvalidTag: the plaintext was there
+                    target.release()
+            finally:
+                _KEY.release()
+        except BaseException as error:
+            # On InvalidTag cryptography has written unauthenticated bytes: close wipes them.
+            plaintext.close()
+            if isinstance(error, invalid_tag):
+                self._fail_authentication()
+            raise
+        finally:
+            lib.sm_restore_signals()
+        return plaintext
+
+    def _fail_authentication(self) -> NoReturn:
+        raise EnclaveError(
+            f"an enclave of {max(0, len(self._ciphertext) - _TAG_SIZE)} bytes failed "
+            "authentication: its ciphertext was altered (memory corruption, or code "
+            "writing into the enclave's private fields). Nothing was decrypted; seal "
+            "the secret again from its source."
+        ) from None
+
+    @staticmethod
+    def share_with_children(share: bool = True) -> None:
+        """Let children forked from now on open this process's enclaves.
+
+        Off by default: a child gets no secrets of its parent, and the sealing key is
+        one of them. Turned on, each ``os.fork()`` (and ``multiprocessing``'s fork
+        start method) hands the child a copy of the key, through one page that lives
+        only during the fork (out of core dumps, locked where the limit allows, wiped
+        on both sides right after). The risk: every such child can open *every*
+        enclave the parent holds, including ones sealed after the fork if it ever
+        gets their ciphertext, and a compromised child exposes them all. Share only
+        with children you trust as much as the parent, e.g. pre-forked workers of one
+        server. Random nonces keep parent and child from ever colliding on a nonce.
+        """
+        _KEY.share = bool(share)
+
+    # -- what an enclave is not ------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ciphertext) - _TAG_SIZE
+
+    def __repr__(self) -> str:
+        return f"<Enclave size={len(self)}>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError(
+            "enclaves cannot be compared: open both and compare the SecureBytes "
+            "(a constant-time comparison)"
+        )
+
+    def __ne__(self, other: object) -> bool:
+        return self.__eq__(other)
+
+    def __hash__(self) -> int:
+        raise TypeError("Enclave is unhashable: it has no value to compare (== refuses too)")
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise TypeError(
+            "an Enclave cannot be pickled: its key never leaves this process, so the "
+            "copy could not be opened anywhere else. Open it and handle the secret "
+            "explicitly if you must move it."
+        )
+
+    def __copy__(self) -> Enclave:
+        return self  # immutable: a copy would be the same sealed bytes
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Enclave:
+        return self

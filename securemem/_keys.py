@@ -1,0 +1,316 @@
+"""Private keys in and out of locked memory, in every common format: the logic behind
+:func:`securemem.crypto.load_private_key` and :func:`securemem.crypto.private_key_bytes`.
+
+Format detection and dispatch live here; PEM scanning and base64 in :mod:`securemem._pem`,
+the OpenSSH container in :mod:`securemem._openssh`, DER building in :mod:`securemem._der`.
+What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, TypeAlias, TypeVar
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from securemem import _legacypem, _openssh, _pem
+from securemem._arena import Arena
+from securemem._securebytes import SecureBytes, as_byte_view
+
+Password: TypeAlias = SecureBytes | bytes | bytearray | memoryview
+Encoding = Literal["auto", "pem", "der", "raw"]
+RawAlgorithm = Literal["ed25519", "x25519", "ed448", "x448"]
+
+# PEM labels of private keys, and how to name them in a message.
+_PRIVATE_LABELS = {
+    "PRIVATE KEY": "PEM, PKCS#8",
+    "ENCRYPTED PRIVATE KEY": "PEM, encrypted PKCS#8",
+    "RSA PRIVATE KEY": "PEM, traditional RSA (PKCS#1)",
+    "EC PRIVATE KEY": "PEM, traditional EC (SEC 1)",
+    "DSA PRIVATE KEY": "PEM, traditional DSA",
+    "OPENSSH PRIVATE KEY": "OpenSSH",
+}
+_RAW: dict[str, tuple[int, Callable[[memoryview], PrivateKeyTypes]]] = {
+    "ed25519": (32, ed25519.Ed25519PrivateKey.from_private_bytes),
+    "x25519": (32, x25519.X25519PrivateKey.from_private_bytes),
+    "ed448": (57, ed448.Ed448PrivateKey.from_private_bytes),
+    "x448": (56, x448.X448PrivateKey.from_private_bytes),
+}
+_SEQUENCE = 0x30
+_INTEGER = 0x02
+_OCTET_STRING = 0x04
+_T = TypeVar("_T")
+_LOADING_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
+
+
+def password_view(password: Password | None) -> memoryview | None:
+    """A byte view of a password in any accepted type, without copying it."""
+    if password is None:
+        return None
+    if isinstance(password, str):
+        raise TypeError(
+            "the password must be bytes-like, not str: encode it (password.encode()) or, "
+            "better, read it straight into locked memory with securemem.getpass()"
+        )
+    if not isinstance(password, (SecureBytes, bytes, bytearray, memoryview)):
+        raise TypeError(
+            "the password must be a SecureBytes, bytes, bytearray or memoryview, not "
+            f"{type(password).__name__}"
+        )
+    return as_byte_view(password)
+
+
+def load_private_key(
+    data: SecureBytes,
+    password: Password | None,
+    *,
+    encoding: Encoding,
+    algorithm: RawAlgorithm | None,
+    unsafe_skip_rsa_key_validation: bool,
+    arena: Arena | None,
+) -> PrivateKeyTypes:
+    if not isinstance(data, SecureBytes):
+        raise TypeError(
+            f"load_private_key() takes the key as a SecureBytes, not {type(data).__name__}: "
+            "read it with SecureBytes.from_file(path)"
+        )
+    if encoding not in ("auto", "pem", "der", "raw"):
+        raise ValueError(f"encoding must be 'auto', 'pem', 'der' or 'raw', not {encoding!r}")
+    if (encoding == "raw") != (algorithm is not None):
+        raise TypeError(
+            "a raw key needs its algorithm and only a raw key takes one: pass "
+            "encoding='raw', algorithm='ed25519' (or 'x25519', 'ed448', 'x448')"
+        )
+    secret = password_view(password)
+    try:
+        with data.view() as view:
+            if encoding == "raw":
+                assert algorithm is not None
+                return _load_raw(view, algorithm, secret)
+            if encoding == "der" or (encoding == "auto" and _looks_like_der(view)):
+                return _guarded(
+                    _describe_der(view),
+                    lambda: serialization.load_der_private_key(
+                        view,
+                        secret,  # type: ignore[arg-type]  # any buffer works
+                        unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                    ),
+                )
+            return _load_pem(view, secret, unsafe_skip_rsa_key_validation, arena, encoding)
+    finally:
+        if secret is not None:
+            secret.release()
+
+
+def _load_raw(
+    view: memoryview, algorithm: str, password: memoryview | None
+) -> PrivateKeyTypes:
+    if algorithm not in _RAW:
+        raise ValueError(
+            f"algorithm must be 'ed25519', 'x25519', 'ed448' or 'x448', not {algorithm!r}"
+        )
+    size, build = _RAW[algorithm]
+    if password is not None:
+        raise TypeError("a raw key is never encrypted: pass password=None")
+    if view.nbytes != size:
+        raise ValueError(
+            f"a raw {algorithm} private key is {size} bytes; this one is {view.nbytes} bytes"
+        )
+    return _guarded(f"raw {algorithm}", lambda: build(view))
+
+
+def _looks_like_der(view: memoryview) -> bool:
+    return view.nbytes > 0 and view[0] == _SEQUENCE
+
+
+def _load_pem(
+    view: memoryview,
+    password: memoryview | None,
+    unsafe_skip_rsa_key_validation: bool,
+    arena: Arena | None,
+    encoding: Encoding,
+) -> PrivateKeyTypes:
+    labels: list[str] = []
+    for block in _pem.blocks(view):
+        if block.label in _PRIVATE_LABELS:
+            break
+        labels.append(block.label)
+    else:
+        raise ValueError(_not_a_key(view, labels, encoding))
+    described = _PRIVATE_LABELS[block.label]
+    if block.has_headers:
+        return _load_legacy(
+            view, block, described, password, unsafe_skip_rsa_key_validation, arena
+        )
+    decoded = _pem.decode(view, block, arena)
+    try:
+        with decoded.view() as der:
+            if block.label == "OPENSSH PRIVATE KEY":
+                described = _guarded(described, lambda: _openssh.header(der)).describe()
+                return _guarded(
+                    described,
+                    lambda: _openssh.load(
+                        decoded,
+                        password,
+                        unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                        arena=arena,
+                    ),
+                )
+            return _guarded(
+                described,
+                lambda: serialization.load_der_private_key(
+                    der,
+                    password,  # type: ignore[arg-type]
+                    unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                ),
+            )
+    finally:
+        decoded.close()
+
+
+def _load_legacy(
+    view: memoryview,
+    block: _pem.PemBlock,
+    described: str,
+    password: memoryview | None,
+    unsafe_skip_rsa_key_validation: bool,
+    arena: Arena | None,
+) -> PrivateKeyTypes:
+    """A traditional PEM key with RFC 1421 encryption headers (Proc-Type/DEK-Info)."""
+    described += " with legacy OpenSSL encryption (Proc-Type/DEK-Info)"
+    legacy = _guarded(described, lambda: _legacy_der(view, block, password, arena))
+    if legacy is None:
+        # A cipher securemem does not know (DES-CBC, ...): cryptography's PEM loader decodes
+        # and decrypts it, outside locked memory (see docs/key-formats.md).
+        return _guarded(
+            described,
+            lambda: serialization.load_pem_private_key(
+                view[block.begin : block.after],
+                password,  # type: ignore[arg-type]
+                unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+            ),
+        )
+    try:
+        with legacy.view() as der:
+            return _guarded(
+                described,
+                lambda: serialization.load_der_private_key(
+                    der, None, unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation
+                ),
+            )
+    finally:
+        legacy.close()
+
+
+def _legacy_der(
+    view: memoryview, block: _pem.PemBlock, password: memoryview | None, arena: Arena | None
+) -> SecureBytes | None:
+    """The DER inside a PEM block with legacy encryption (AES-CBC, DES-EDE3-CBC), decrypted
+    into locked memory; None for a cipher securemem leaves to cryptography."""
+    found, body = _legacypem.headers(view, block)
+    cipher = _legacypem.cipher(found)
+    if cipher is None or b"ENCRYPTED" not in found.get(b"Proc-Type", b""):
+        return None
+    if password is None:
+        raise TypeError("the key is encrypted: pass its password as password=")
+    return _legacypem.decrypt(view, block, body, cipher, password, arena)
+
+
+def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:
+    if labels:
+        return (
+            f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
+            f"key block (one of {', '.join(repr(label) for label in _PRIVATE_LABELS)})"
+        )
+    if _starts_with(view, b"PuTTY-User-Key-File-"):
+        return (
+            "this is a PuTTY .ppk key: convert it with "
+            "`puttygen KEY.ppk -O private-openssh -o KEY` first"
+        )
+    if any(_starts_with(view, prefix) for prefix in (b"ssh-", b"ecdsa-sha2-", b"sk-")):
+        return "this is an OpenSSH public key (a .pub file), not a private key"
+    if encoding == "pem":
+        return "no '-----BEGIN ...' line: this is not a PEM key (pass encoding='der' for DER)"
+    return (
+        "the data is neither PEM (no '-----BEGIN ...' line) nor DER (it does not start with "
+        "a SEQUENCE); for a raw key pass encoding='raw' and its algorithm"
+    )
+
+
+def _starts_with(view: memoryview, prefix: bytes) -> bool:
+    """Compared in place: the data may be a raw key, and a ``bytes`` slice would copy it."""
+    return view[: len(prefix)] == prefix
+
+
+def _describe_der(view: memoryview) -> str:
+    """Which DER private key structure this is, from its public framing (tags, version)."""
+    try:
+        first = 1 + _length_size(view, 1)  # the first element inside the outer SEQUENCE
+        if view[first] == _SEQUENCE:
+            return "DER, encrypted PKCS#8"  # AlgorithmIdentifier, then the encrypted data
+        if view[first] != _INTEGER or view[first + 1] & 0x80:
+            return "DER"
+        second = view[first + 2 + view[first + 1]]  # the element after the version
+    except IndexError:
+        return "DER (truncated)"
+    if second == _SEQUENCE:
+        return "DER, PKCS#8"
+    if second == _OCTET_STRING:
+        return "DER, traditional EC (SEC 1)"
+    if second == _INTEGER:
+        return "DER, traditional RSA (PKCS#1) or DSA"
+    return "DER"
+
+
+def _length_size(view: memoryview, offset: int) -> int:
+    """How many bytes the DER length at ``offset`` takes."""
+    first = view[offset]
+    return 1 + (first & 0x7F if first & 0x80 else 0)
+
+
+def _guarded(described: str, load: Callable[[], _T]) -> _T:
+    """Run ``load``; an error comes back naming the format, with no exception chain (the
+    original's message is kept: cryptography's messages name no key bytes, and the tests
+    check that ours do not either)."""
+    failure: Exception
+    try:
+        return load()
+    except _LOADING_ERRORS as error:
+        failure = _renamed(error, described)
+    raise failure
+
+
+def _renamed(error: Exception, described: str) -> Exception:
+    message = str(error)
+    text = f"cannot load the private key ({described}): {message}"
+    if isinstance(error, UnsupportedAlgorithm):
+        return UnsupportedAlgorithm(text)
+    if isinstance(error, TypeError):
+        return TypeError(text)
+    return ValueError(text)
+
+
+def private_key_bytes(
+    key: PrivateKeyTypes,
+    encoding: serialization.Encoding,
+    format: serialization.PrivateFormat,
+    password: Password | None,
+    arena: Arena | None,
+) -> SecureBytes:
+    secret = password_view(password)
+    if secret is None:
+        encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
+    else:
+        # Unavoidable: cryptography checks isinstance(password, bytes).
+        encryption = serialization.BestAvailableEncryption(secret.tobytes())
+        secret.release()
+    try:
+        # The serialised key is only ever a temporary, dropped as soon as it is copied.
+        return SecureBytes(key.private_bytes(encoding, format, encryption), arena=arena)
+    finally:
+        # Drop the password copy now, even when private_bytes fails: a traceback would
+        # otherwise keep this frame, and the `bytes` in it, alive.
+        del encryption

@@ -1,0 +1,687 @@
+"""Hand-offs of a secret to other libraries, each measured by a process scan in a fresh child.
+
+Each case puts a marker (tests/memscan.py) through one library call and returns how many
+copies of it the scan finds outside locked memory, at named moments ("alive": while the
+library's object holds the secret; "after": once everything is dropped and collected).
+tests/test_handoffs*.py run each case with ``python -m tests.handoff_cases CASE KEYDIR`` in a
+fresh interpreter: a fresh heap makes "a freed buffer nobody reused yet" the same on every run,
+so the counts are exact, not "at least one".
+
+The key files in KEYDIR are made by :func:`make_keys` in yet another process, so no process
+that is scanned ever held a key as ``bytes`` before the call under test.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import hmac
+import io
+import json
+import os
+import socket
+import ssl
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from securemem import SecureBytes
+from securemem._arena import default_arena
+from tests.memscan import Marker
+
+Counts = dict[str, int]
+CASES: dict[str, Callable[[Path], Counts]] = {}
+
+MESSAGE = b"a message that is not secret"
+NONCE = b"\x01" * 12
+# An Ed25519 PKCS#8 PEM: "-----BEGIN PRIVATE KEY-----\n", then one base64 line whose first 22
+# characters encode the fixed PKCS#8 header; characters 24..60 encode only key bits.
+PEM_TEXT_SLICE = slice(28 + 24, 28 + 60)
+# The fifth body line of an OpenSSH key file (36-byte header line, 76-character lines): the
+# base64 of the Ed25519 seed.
+OPENSSH_TEXT_SLICE = slice(36 + 77 * 4, 36 + 77 * 4 + 48)
+# The sixth body line of a traditional RSA PEM (32-byte header line, 64-character lines).
+RSA_TEXT_SLICE = slice(32 + 65 * 5, 32 + 65 * 5 + 48)
+# A P-256 PKCS#8 PEM: the private value's base64 starts 48 characters into the body.
+EC_TEXT_SLICE = slice(28 + 48, 28 + 64)
+
+
+def case(function: Callable[[Path], Counts]) -> Callable[[Path], Counts]:
+    CASES[function.__name__.removeprefix("case_").replace("__", ".")] = function
+    return function
+
+
+def released() -> None:
+    gc.collect()
+
+
+def outside(marker: Marker) -> int:
+    """Copies of the marker outside locked memory (the default arena's regions).
+
+    A copy in locked memory is one securemem holds on purpose (the secret itself, the private
+    key copy :func:`securemem.crypto.aead` gives an AEAD): it is wiped on release. The other
+    live markers' workspaces are the measurement's own, not copies the code under test made.
+    """
+    ranges = [(base, base + length) for base, length in default_arena().mapped_ranges()]
+    # Other markers' own workspaces (a marker of a whole key holds each of its halves).
+    ranges += [o._range for o in gc.get_objects() if isinstance(o, Marker) and o is not marker]
+    return sum(
+        1 for found in marker.scan().found if not any(lo <= found < hi for lo, hi in ranges)
+    )
+
+
+def read(keys: Path, name: str) -> SecureBytes:
+    return SecureBytes.from_file(keys / name)
+
+
+def seed_marker(keys: Path) -> Marker:
+    with read(keys, "ed25519.seed") as seed:
+        return Marker.copy_of(seed.view())
+
+
+def reversed_marker(secret: SecureBytes) -> Marker:
+    """A marker of the secret's bytes in reverse order: how OpenSSL's BIGNUMs (little-endian
+    64-bit limbs, least significant first) hold a big-endian number in memory."""
+    with SecureBytes(len(secret)) as flipped:
+        for index in range(len(secret)):
+            flipped[index] = secret[len(secret) - 1 - index]
+        return Marker.copy_of(flipped.view())
+
+
+def text_marker(keys: Path, name: str = "ed25519.pem", where: slice = PEM_TEXT_SLICE) -> Marker:
+    """A marker of key-dependent base64 text of a key file."""
+    with read(keys, name) as pem:
+        return Marker.copy_of(pem.view()[where])
+
+
+@contextmanager
+def secret_marker(length: int = 32) -> Iterator[tuple[Marker, SecureBytes]]:
+    with Marker(length) as marker, SecureBytes(marker.view()) as secret:
+        yield marker, secret
+
+
+# -- hashlib ----------------------------------------------------------------------------------
+
+
+def _hash_counts(length: int) -> Counts:
+    with secret_marker(length) as (marker, secret):
+        digest = hashlib.sha256(secret.view())
+        alive = outside(marker)
+        digest.digest()
+        del digest
+        released()
+        return {"alive": alive, "after": outside(marker)}
+
+
+@case
+def case_hashlib__sha256(keys: Path) -> Counts:
+    return _hash_counts(32)  # shorter than a block: kept in the context's block buffer
+
+
+@case
+def case_hashlib__sha256_whole_block(keys: Path) -> Counts:
+    return _hash_counts(64)  # one whole block: hashed at once, nothing buffered
+
+
+@case
+def case_hashlib__pbkdf2_hmac(keys: Path) -> Counts:
+    with secret_marker(24) as (marker, password):
+        derived = hashlib.pbkdf2_hmac("sha256", password.view(), b"salt" * 4, 1000)
+        with Marker.copy_of(derived) as derived_marker:
+            derived_alive = outside(derived_marker)  # the result is a bytes object
+            del derived
+            released()
+            return {"password_after": outside(marker), "derived_alive": derived_alive}
+
+
+# -- hmac -------------------------------------------------------------------------------------
+
+
+@case
+def case_hmac__digest(keys: Path) -> Counts:
+    with secret_marker() as (marker, key):
+        hmac.digest(key.view(), MESSAGE, "sha256")
+        released()
+        return {"after": outside(marker)}
+
+
+@case
+def case_hmac__new_from_bytearray(keys: Path) -> Counts:
+    """hmac.new takes only bytes or bytearray: a bytearray copy, wiped right after."""
+    with secret_marker() as (marker, key):
+        copy = bytearray(key.view())
+        mac = hmac.new(copy, MESSAGE, "sha256")
+        copy[:] = bytes(len(copy))
+        alive = outside(marker)
+        mac.digest()
+        del mac, copy
+        released()
+        return {"alive": alive, "after": outside(marker)}
+
+
+# -- cryptography -----------------------------------------------------------------------------
+
+
+@case
+def case_cryptography__hmac(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+    with secret_marker() as (marker, key):
+        mac = crypto_hmac.HMAC(key.view(), hashes.SHA256())
+        mac.update(MESSAGE)
+        alive = outside(marker)
+        mac.finalize()
+        del mac
+        released()
+        return {"alive": alive, "after": outside(marker)}
+
+
+def _aead_counts(algorithm: Any) -> Counts:
+    from securemem import crypto
+
+    with secret_marker() as (marker, key), Marker(40) as plaintext_marker:
+        cipher = crypto.aead(algorithm, key)
+        key.close()
+        alive = outside(marker)
+        with SecureBytes(plaintext_marker.view()) as plaintext:
+            ciphertext = crypto.encrypt(cipher, NONCE, plaintext)
+        crypto.decrypt(cipher, NONCE, ciphertext).close()
+        del cipher
+        released()
+        return {"alive": alive, "after": outside(marker), "plaintext": outside(plaintext_marker)}
+
+
+@case
+def case_cryptography__aesgcm(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return _aead_counts(AESGCM)
+
+
+@case
+def case_cryptography__chacha20poly1305(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    return _aead_counts(ChaCha20Poly1305)
+
+
+def _kdf_counts(kdf: Any) -> Counts:
+    from securemem import crypto
+
+    with secret_marker(24) as (marker, password):
+        derived = crypto.derive(kdf, password, 32)
+        with Marker.copy_of(derived.view()) as derived_marker:
+            derived_outside = outside(derived_marker)
+            derived.close()
+            del kdf
+            released()
+            return {"password": outside(marker), "derived": derived_outside}
+
+
+@case
+def case_cryptography__hkdf(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return _kdf_counts(HKDF(hashes.SHA256(), 32, b"salt", b"info"))
+
+
+@case
+def case_cryptography__pbkdf2hmac(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    return _kdf_counts(PBKDF2HMAC(hashes.SHA256(), 32, b"s" * 16, 1000))
+
+
+@case
+def case_cryptography__scrypt(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return _kdf_counts(Scrypt(b"s" * 16, 32, 1024, 8, 1))
+
+
+@case
+def case_cryptography__argon2id(keys: Path) -> Counts:
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    return _kdf_counts(
+        Argon2id(salt=b"s" * 16, length=32, iterations=1, lanes=1, memory_cost=64)
+    )
+
+
+@case
+def case_cryptography__fernet(keys: Path) -> Counts:
+    """cryptography's Fernet: the key must be base64 text (bytes or str)."""
+    import base64
+
+    from cryptography.fernet import Fernet
+
+    with secret_marker() as (marker, key), Marker(40) as plaintext_marker:
+        signing = Marker.copy_of(key.view()[:16])
+        encryption = Marker.copy_of(key.view()[16:])
+        encoded = base64.urlsafe_b64encode(key.view())  # what Fernet wants: base64 bytes
+        fernet = Fernet(encoded)
+        # Fernet.encrypt takes nothing but bytes: the plaintext has to be copied into one.
+        token = fernet.encrypt(bytes(plaintext_marker.view()))
+        decrypted = fernet.decrypt(token)
+        alive = {
+            "key_alive": outside(marker),
+            "signing_half_alive": outside(signing),
+            "encryption_half_alive": outside(encryption),
+            "plaintext_alive": outside(plaintext_marker),
+        }
+        del fernet, decrypted, encoded
+        released()
+        counts = {
+            **alive,
+            "key_after": outside(marker),
+            "signing_half_after": outside(signing),
+            "encryption_half_after": outside(encryption),
+            "plaintext_after": outside(plaintext_marker),
+        }
+        signing.close()
+        encryption.close()
+        return counts
+
+
+@case
+def case_securemem__fernet(keys: Path) -> Counts:
+    """securemem.crypto's Fernet: the key, its halves and the plaintext stay in locked memory."""
+    from securemem import crypto
+
+    with secret_marker() as (marker, key), Marker(40) as plaintext_marker:
+        signing = Marker.copy_of(key.view()[:16])
+        encryption = Marker.copy_of(key.view()[16:])
+        with SecureBytes(plaintext_marker.view()) as plaintext:
+            token = crypto.fernet_encrypt(key, plaintext)
+        decrypted = crypto.fernet_decrypt(key, token)
+        assert decrypted == plaintext_marker.view()
+        alive = {
+            "key_alive": outside(marker),
+            "signing_half_alive": outside(signing),
+            "encryption_half_alive": outside(encryption),
+            "plaintext_alive": outside(plaintext_marker),
+        }
+        decrypted.close()
+        released()
+        counts = {
+            **alive,
+            "key_after": outside(marker),
+            "signing_half_after": outside(signing),
+            "encryption_half_after": outside(encryption),
+            "plaintext_after": outside(plaintext_marker),
+        }
+        signing.close()
+        encryption.close()
+        return counts
+
+
+@case
+def case_cryptography__load_pem(keys: Path) -> Counts:
+    """cryptography's own PEM loader, handed a view of the PEM file in locked memory."""
+    from cryptography.hazmat.primitives import serialization
+
+    with seed_marker(keys) as marker, read(keys, "ed25519.pem") as pem:
+        key = serialization.load_pem_private_key(pem.view(), None)
+        alive = outside(marker)
+        del key
+        released()
+        return {"alive": alive, "after": outside(marker)}
+
+
+@case
+def case_securemem__load_private_key(keys: Path) -> Counts:
+    from securemem import crypto
+
+    with seed_marker(keys) as marker, read(keys, "ed25519.pem") as pem:
+        key = crypto.load_private_key(pem)
+        alive = outside(marker)
+        del key
+        released()
+        return {"alive": alive, "after": outside(marker)}
+
+
+# -- ssl --------------------------------------------------------------------------------------
+
+
+def _ssl_counts(load: Callable[[ssl.SSLContext], None], keys: Path) -> Counts:
+    with seed_marker(keys) as marker, text_marker(keys) as text:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        load(context)
+        alive = {"key_alive": outside(marker), "pem_text_alive": outside(text)}
+        del context
+        released()
+        return {**alive, "key_after": outside(marker), "pem_text_after": outside(text)}
+
+
+@case
+def case_ssl__key_file(keys: Path) -> Counts:
+    return _ssl_counts(
+        lambda context: context.load_cert_chain(keys / "ed25519.crt", keys / "ed25519.pem"), keys
+    )
+
+
+@case
+def case_ssl__secret_file(keys: Path) -> Counts:
+    import securemem
+
+    def load(context: ssl.SSLContext) -> None:
+        with read(keys, "ed25519.pem") as pem, securemem.secret_file(pem) as path:
+            context.load_cert_chain(keys / "ed25519.crt", path)
+
+    return _ssl_counts(load, keys)
+
+
+@case
+def case_ssl__sendall_recv_into(keys: Path) -> Counts:
+    """A secret sent over TLS (socket pair, TLS 1.3) and received into locked memory."""
+    import threading
+
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(keys / "ed25519.crt", keys / "ed25519.pem")
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.load_verify_locations(keys / "ed25519.crt")
+    server_socket, client_socket = socket.socketpair()
+    with secret_marker() as (marker, secret), SecureBytes(len(secret)) as received:
+        errors: list[BaseException] = []
+        tls_server: list[ssl.SSLSocket] = []
+
+        def serve() -> None:
+            try:
+                tls = server_context.wrap_socket(server_socket, server_side=True)
+                tls_server.append(tls)
+                view = received.view()
+                got = 0
+                while got < len(received):
+                    got += tls.recv_into(view[got:])
+                view.release()
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        tls_client = client_context.wrap_socket(client_socket, server_hostname="localhost")
+        tls_client.sendall(secret.view())
+        thread.join(30)
+        assert not errors and received == secret.view(), errors
+        alive = outside(marker)
+        tls_client.close()
+        tls_server[0].close()
+        tls_server.clear()
+        del tls_client
+        released()
+        return {"connection_alive": alive, "after_close": outside(marker)}
+
+
+# -- paramiko ---------------------------------------------------------------------------------
+
+
+@case
+def case_paramiko__ed25519_from_private_key(keys: Path) -> Counts:
+    import paramiko  # type: ignore[import-untyped, unused-ignore]
+
+    with (
+        seed_marker(keys) as marker,
+        text_marker(keys, "ed25519.openssh", OPENSSH_TEXT_SLICE) as text_copies,
+    ):
+        with read(keys, "ed25519.openssh") as text:
+            # paramiko reads text lines: the file has to become a str.
+            key = paramiko.Ed25519Key.from_private_key(io.StringIO(str(text.view(), "ascii")))
+        key.sign_ssh_data(MESSAGE)
+        alive = {"key_alive": outside(marker), "text_alive": outside(text_copies)}
+        del key
+        released()
+        return {**alive, "key_after": outside(marker), "text_after": outside(text_copies)}
+
+
+def _bignum_counts(
+    make: Callable[[], Any], keys: Path, number: str, text: Marker, *algorithm: str
+) -> Counts:
+    """Copies of a private number (file ``number``, big-endian) and of the key file's text."""
+    with read(keys, number) as value:
+        big = Marker.copy_of(value.view())
+        little = reversed_marker(value)
+    with big, little, text:
+        key = make()
+        key.sign_ssh_data(MESSAGE, *algorithm)
+        alive = {
+            "big_endian_alive": outside(big),
+            "little_endian_alive": outside(little),
+            "text_alive": outside(text),
+        }
+        del key
+        released()
+        return {
+            **alive,
+            "big_endian_after": outside(big),
+            "little_endian_after": outside(little),
+            "text_after": outside(text),
+        }
+
+
+@case
+def case_paramiko__rsa_from_private_key(keys: Path) -> Counts:
+    import paramiko  # type: ignore[import-untyped, unused-ignore]
+
+    def make() -> Any:
+        with read(keys, "rsa.pem") as text:
+            return paramiko.RSAKey.from_private_key(io.StringIO(str(text.view(), "ascii")))
+
+    return _bignum_counts(make, keys, "rsa.p", rsa_text(keys), "rsa-sha2-256")
+
+
+@case
+def case_paramiko__rsa_from_key_object(keys: Path) -> Counts:
+    import paramiko  # type: ignore[import-untyped, unused-ignore]
+
+    from securemem import crypto
+
+    def make() -> Any:
+        with read(keys, "rsa.pem") as pem:
+            return paramiko.RSAKey(key=crypto.load_private_key(pem))
+
+    return _bignum_counts(make, keys, "rsa.p", rsa_text(keys), "rsa-sha2-256")
+
+
+def rsa_text(keys: Path) -> Marker:
+    return text_marker(keys, "rsa.pem", RSA_TEXT_SLICE)
+
+
+@case
+def case_paramiko__ecdsa_from_key_object(keys: Path) -> Counts:
+    import paramiko  # type: ignore[import-untyped, unused-ignore]
+
+    from securemem import crypto
+
+    def make() -> Any:
+        with read(keys, "ec.pem") as pem:
+            key = crypto.load_private_key(pem)
+        return paramiko.ECDSAKey(vals=(key, key.public_key()))
+
+    return _bignum_counts(make, keys, "ec.d", text_marker(keys, "ec.pem", EC_TEXT_SLICE))
+
+
+# -- os.write / sockets -----------------------------------------------------------------------
+
+
+@case
+def case_os__write(keys: Path) -> Counts:
+    with secret_marker() as (marker, secret), SecureBytes(len(secret)) as received:
+        read_end, write_end = os.pipe()
+        try:
+            written = os.write(write_end, secret.view())
+            got = os.readv(read_end, [received.view()])
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+        assert written == got == len(secret) and received == secret.view()
+        return {"after": outside(marker)}
+
+
+@case
+def case_socket__sendall(keys: Path) -> Counts:
+    with secret_marker() as (marker, secret), SecureBytes(len(secret)) as received:
+        sender, receiver = socket.socketpair()
+        with sender, receiver:
+            sender.sendall(secret.view())
+            got = receiver.recv_into(received.view(), len(received), socket.MSG_WAITALL)
+        assert got == len(secret) and received == secret.view()
+        return {"after": outside(marker)}
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def hex_marker(secret: SecureBytes) -> Marker:
+    """A marker of the secret's lowercase hex text, built digit by digit (no text copy)."""
+    digits = b"0123456789abcdef"
+    with SecureBytes(2 * len(secret)) as text:
+        for index in range(len(secret)):
+            text[2 * index] = digits[secret[index] >> 4]
+            text[2 * index + 1] = digits[secret[index] & 15]
+        return Marker.copy_of(text.view())
+
+
+def _count_decoded(text: str, marker: Marker, *, stdlib: bool) -> int:
+    """Decode ``text`` into a SecureBytes; copies of the decoded secret outside locked memory
+    while the decoder's result is still referenced (as it is in the caller's frame)."""
+    if stdlib:
+        decoded = bytes.fromhex(text)  # an unwipeable copy, until garbage is reused
+        secret = SecureBytes(decoded)
+    else:
+        secret = SecureBytes.from_hex(text)
+    with secret:
+        return outside(marker)
+
+
+def _env_counts(keys: Path, *, stdlib: bool) -> Counts:
+    """The secret arrives hex-encoded in the environment variable SECRET_HEX."""
+    with read(keys, "env.raw") as raw:
+        marker = Marker.copy_of(raw.view())
+        text = hex_marker(raw)
+    with marker, text:
+        at_start = outside(text)
+        decoded = _count_decoded(os.environ["SECRET_HEX"], marker, stdlib=stdlib)
+        del os.environ["SECRET_HEX"]
+        released()
+        return {
+            "text_at_start": at_start,
+            "decoded": decoded,
+            "text_after_del": outside(text),
+            "decoded_after": outside(marker),
+        }
+
+
+@case
+def case_env__from_hex(keys: Path) -> Counts:
+    return _env_counts(keys, stdlib=False)
+
+
+@case
+def case_env__bytes_fromhex(keys: Path) -> Counts:
+    return _env_counts(keys, stdlib=True)
+
+
+def _json_counts(keys: Path, *, stdlib: bool) -> Counts:
+    """The secret arrives hex-encoded as a JSON string in a configuration file."""
+    with read(keys, "env.raw") as raw:
+        marker = Marker.copy_of(raw.view())
+        text = hex_marker(raw)
+    with marker, text:
+        with read(keys, "config.json") as document:
+            config = json.loads(str(document.view(), "utf-8"))
+        text_alive = outside(text)
+        decoded = _count_decoded(config["key"], marker, stdlib=stdlib)
+        del config
+        released()
+        return {
+            "text_alive": text_alive,
+            "decoded": decoded,
+            "text_after": outside(text),
+            "decoded_after": outside(marker),
+        }
+
+
+@case
+def case_json__from_hex(keys: Path) -> Counts:
+    return _json_counts(keys, stdlib=False)
+
+
+@case
+def case_json__bytes_fromhex(keys: Path) -> Counts:
+    return _json_counts(keys, stdlib=True)
+
+
+@case
+def case_file__from_hex(keys: Path) -> Counts:
+    """The secret arrives as a hex text file, read and decoded without leaving locked memory."""
+    with read(keys, "env.raw") as raw:
+        marker = Marker.copy_of(raw.view())
+        text = hex_marker(raw)
+    with marker, text, read(keys, "secret.hex") as document:
+        secret = SecureBytes.from_hex(document)
+        with secret:
+            counts = {"text": outside(text), "decoded": outside(marker)}
+        released()
+        return counts
+
+
+# -- key files --------------------------------------------------------------------------------
+
+
+MAKE_KEYS = """
+import datetime, json, os, sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization as s
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+out = Path(sys.argv[1])
+def write(name, data):
+    (out / name).write_bytes(data)
+    (out / name).chmod(0o600)
+key = ed25519.Ed25519PrivateKey.generate()
+write("ed25519.pem", key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+write("ed25519.seed", key.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption()))
+write("ed25519.openssh",
+      key.private_bytes(s.Encoding.PEM, s.PrivateFormat.OpenSSH, s.NoEncryption()))
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(key, None))
+write("ed25519.crt", cert.public_bytes(s.Encoding.PEM))
+# The file's length decides how big paramiko's buffers are, and so which freed memory is
+# reused before the scan: the same length every run (most 2048-bit keys are 1675 bytes).
+while True:
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    rsa_pem = rsa_key.private_bytes(
+        s.Encoding.PEM, s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption())
+    if len(rsa_pem) == 1675:
+        break
+write("rsa.pem", rsa_pem)
+write("rsa.p", rsa_key.private_numbers().p.to_bytes(128, "big"))
+ec_key = ec.generate_private_key(ec.SECP256R1())
+write("ec.pem", ec_key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+write("ec.d", ec_key.private_numbers().private_value.to_bytes(32, "big"))
+raw = os.urandom(32)
+write("env.raw", raw)
+write("secret.hex", raw.hex().encode() + bytes([10]))
+write("config.json", json.dumps({"key": raw.hex(), "name": "service"}).encode())
+"""
+
+
+def main(argv: list[str]) -> None:
+    name, keys = argv[1], Path(argv[2])
+    print(json.dumps(CASES[name](keys)))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

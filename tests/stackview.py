@@ -1,0 +1,107 @@
+"""Look at this thread's stack right after a call, without disturbing it.
+
+A scan from the thread that made the call (tests/memscan.py) runs Python and C code of its
+own on that thread first, and those frames overwrite what the call left below the stack
+pointer, so a leftover at a few KiB deep is gone before the scan reads it. Here the thread
+that made the call blocks on a lock at once (a few hundred bytes of C frames), and a second
+thread reads the blocked thread's stack through /proc/self/mem, into a private mapping that
+is wiped afterwards (what it reads may hold the very secrets the test looks for).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+
+# The system call a thread blocked on a lock sits in (futex), by machine.
+_FUTEX = {"x86_64": 202, "aarch64": 98}
+_DEPTH = 64 * 1024  # how far below the blocked stack pointer to read
+_ABOVE = 4096  # and above it (the blocked call's own frames)
+
+
+def supported() -> bool:
+    return platform.machine() in _FUTEX and os.path.exists("/proc/self/syscall")
+
+
+def stack_depths_after(operation: Callable[[], object], needle: memoryview) -> list[int]:
+    """Run ``operation`` on this thread, then return where ``needle`` lies on this thread's
+    stack: bytes below the stack pointer of the blocked thread (negative: above it)."""
+    futex = _FUTEX[platform.machine()]
+    thread = threading.get_native_id()
+    gate = threading.Lock()
+    gate.acquire()
+    found: list[int] = []
+    failure: list[BaseException] = []
+
+    def read_the_stack() -> None:
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with open(f"/proc/self/task/{thread}/syscall", encoding="ascii") as status:
+                    fields = status.read().split()
+                if fields[0] == str(futex):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the calling thread never blocked on the lock")
+                time.sleep(0.001)
+            stack_pointer = int(fields[7], 16)
+            found.extend(_find_below(stack_pointer, needle))
+        except BaseException as error:  # reported on the calling thread
+            failure.append(error)
+        finally:
+            gate.release()
+
+    reader = threading.Thread(target=read_the_stack)
+    reader.start()
+    operation()
+    gate.acquire()  # blocks here until the reader has looked
+    reader.join()
+    if failure:
+        raise failure[0]
+    return found
+
+
+def _find_below(stack_pointer: int, needle: memoryview) -> list[int]:
+    low, high = _mapping_around(stack_pointer)
+    start = max(low, stack_pointer - _DEPTH)
+    length = min(high, stack_pointer + _ABOVE) - start
+    workspace = mmap.mmap(-1, length)
+    try:
+        fd = os.open("/proc/self/mem", os.O_RDONLY)
+        try:
+            got = os.preadv(fd, [workspace], start)
+        finally:
+            os.close(fd)
+        depths = []
+        hit = workspace.find(needle, 0, got)
+        while hit != -1:
+            depths.append(stack_pointer - (start + hit))
+            hit = workspace.find(needle, hit + 1, got)
+        return depths
+    finally:
+        workspace[:] = bytes(length)
+        workspace.close()
+
+
+def _mapping_around(address: int) -> tuple[int, int]:
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+        for line in maps:
+            low, high = (int(part, 16) for part in line.split(maxsplit=1)[0].split("-"))
+            if low <= address < high:
+                return low, high
+    raise LookupError(f"no mapping holds the stack pointer {address:#x}")
+
+
+def mapping_name(address: int) -> str:
+    """The name /proc/self/maps gives the mapping holding ``address`` ("" if anonymous)."""
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            low, high = (int(part, 16) for part in fields[0].split("-"))
+            if low <= address < high:
+                return fields[5].strip() if len(fields) > 5 else ""
+    return ""

@@ -1,0 +1,566 @@
+"""Sealed secrets (securemem.Enclave) on the real kernel: round trips, tampering, the key's
+page protection, copies in memory, fork, threads, interrupts and the memory lock limit."""
+
+from __future__ import annotations
+
+import array
+import copy
+import json
+import mmap
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from securemem import (
+    Enclave,
+    EnclaveError,
+    SecureBytes,
+    SecureBytesClosedError,
+    SecureMemoryError,
+    _enclave,
+    _procfs,
+)
+from tests import copy_counts, stackview
+from tests.conftest import REPO, child_env, run_json, run_python
+from tests.memscan import Marker
+
+
+def opened(enclave: Enclave) -> bytes:
+    with enclave.open() as secret:
+        return bytes(secret.view())  # test data only: never do this with a real secret
+
+
+def key_state() -> tuple[int, frozenset[str]]:
+    """(users, the key page's VmFlags as the kernel reports them)."""
+    key = _enclave._KEY.key
+    assert key is not None
+    mapping = _procfs.mapping_at(key.address)
+    assert mapping is not None
+    return _enclave._KEY.users, mapping.flags
+
+
+# -- round trips ------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=3000))
+def test_any_bytes_round_trip(data: bytes) -> None:
+    enclave = Enclave(data)
+    assert len(enclave) == len(data)
+    with enclave.open() as secret:
+        assert isinstance(secret, SecureBytes) and secret == data
+    assert secret.closed, "the with block closes (and wipes) the opened secret"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: bytearray(b"0123456789abcdef"),
+        lambda: memoryview(b"0123456789abcdef"),
+        lambda: array.array("I", b"0123456789abcdef"),
+        lambda: memoryview(bytearray(b"0x1x2x3x4x5x6x7x8x9xaxbxcxdxexfx"))[::2],  # strided
+        lambda: SecureBytes(b"0123456789abcdef"),
+    ],
+    ids=["bytearray", "memoryview", "array", "strided", "SecureBytes"],
+)
+def test_a_source_is_sealed_and_left_as_it_was(make: object) -> None:
+    source = make()  # type: ignore[operator]
+    enclave = Enclave(source)
+    assert opened(enclave) == b"0123456789abcdef"
+    assert bytes(memoryview(source).tobytes() if not isinstance(source, SecureBytes)
+                 else source.view()) == b"0123456789abcdef"
+    if isinstance(source, SecureBytes):
+        assert not source.closed, "the caller closes its SecureBytes"
+        source.close()
+
+
+def test_a_noaccess_guarded_source_is_opened_for_the_seal_and_protected_again() -> None:
+    with SecureBytes(b"guarded source", guarded=True) as source:
+        source.protect("noaccess")
+        enclave = Enclave(source)
+        assert source.protection == "noaccess"
+        assert opened(enclave) == b"guarded source"
+
+
+def test_random_seals_fresh_csprng_bytes() -> None:
+    first, second = Enclave.random(32), Enclave.random(32)
+    assert len(first) == 32
+    with first.open() as a, second.open() as b:
+        assert a != b and a != bytes(32)
+
+
+def test_each_seal_draws_a_fresh_nonce() -> None:
+    enclaves = [Enclave(b"same plaintext") for _ in range(2000)]
+    assert len({e._nonce for e in enclaves}) == 2000
+    assert len({e._ciphertext for e in enclaves}) == 2000
+
+
+# -- take -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: bytearray(b"take me and wipe"),
+        lambda: memoryview(bytearray(b"take me and wipe")),
+        lambda: array.array("B", b"take me and wipe"),
+    ],
+    ids=["bytearray", "memoryview", "array"],
+)
+def test_take_seals_then_wipes_a_writable_source(make: object) -> None:
+    source = make()  # type: ignore[operator]
+    enclave = Enclave.take(source)
+    assert memoryview(source).tobytes() == bytes(16)
+    assert opened(enclave) == b"take me and wipe"
+
+
+def test_take_wipes_an_mmap() -> None:
+    with mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as region:
+        region[:12] = b"from an mmap"
+        enclave = Enclave.take(region)
+        assert region[:] == bytes(4096)
+        assert opened(enclave)[:12] == b"from an mmap"
+
+
+def test_take_wipes_a_securebytes_and_leaves_it_open() -> None:
+    with SecureBytes(b"in locked memory", guarded=True) as source:
+        source.protect("readonly")
+        enclave = Enclave.take(source)
+        assert not source.closed and source.protection == "readonly"
+        assert source == bytes(16)
+    assert opened(enclave) == b"in locked memory"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [b"immutable bytes", memoryview(bytearray(b"read-only view!")).toreadonly()],
+    ids=["bytes", "readonly-memoryview"],
+)
+def test_take_refuses_a_source_it_cannot_wipe(source: object) -> None:
+    before = memoryview(source).tobytes()  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cannot be wiped"):
+        Enclave.take(source)
+    assert memoryview(source).tobytes() == before  # type: ignore[arg-type]
+
+
+# -- what an enclave refuses ------------------------------------------------------------
+
+
+def test_repr_shows_the_size_only() -> None:
+    enclave = Enclave(b"hunter2")
+    assert repr(enclave) == str(enclave) == "<Enclave size=7>"
+
+
+def test_equality_hash_and_pickle_refuse() -> None:
+    first, second = Enclave(b"same"), Enclave(b"same")
+    with pytest.raises(TypeError, match="cannot be compared"):
+        first == second  # noqa: B015
+    with pytest.raises(TypeError, match="cannot be compared"):
+        first != first  # noqa: B015
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(first)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(first)
+    assert copy.copy(first) is first and copy.deepcopy([first])[0] is first
+
+
+@pytest.mark.parametrize("bad", ["text", 32, None, 1.5])
+def test_a_non_buffer_is_refused_by_name(bad: object) -> None:
+    with pytest.raises(TypeError, match=type(bad).__name__):
+        Enclave(bad)
+
+
+def test_a_closed_securebytes_cannot_be_sealed() -> None:
+    secret = SecureBytes(b"gone")
+    secret.close()
+    with pytest.raises(SecureBytesClosedError):
+        Enclave(secret)
+
+
+# -- tampering --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["_nonce", "_ciphertext"])
+def test_any_flipped_bit_is_refused(field: str) -> None:
+    enclave = Enclave(b"a secret worth 32 bytes of space")
+    original: bytes = getattr(enclave, field)
+    for index in range(len(original)):
+        for bit in (0, 7):
+            altered = bytearray(original)
+            altered[index] ^= 1 << bit
+            setattr(enclave, field, bytes(altered))
+            with pytest.raises(EnclaveError, match="failed authentication") as caught:
+                enclave.open()
+            assert isinstance(caught.value, SecureMemoryError) and isinstance(
+                caught.value, ValueError
+            )
+    setattr(enclave, field, original)
+    assert opened(enclave) == b"a secret worth 32 bytes of space"
+
+
+def test_truncated_or_swapped_ciphertexts_are_refused() -> None:
+    first, second = Enclave(b"first secret 16b"), Enclave(b"second secret16b")
+    good = first._ciphertext
+    first._ciphertext = good[:-1]
+    with pytest.raises(EnclaveError):
+        first.open()
+    first._ciphertext = b"short"
+    with pytest.raises(EnclaveError, match="0 bytes"):
+        first.open()
+    first._ciphertext = second._ciphertext  # another enclave's ciphertext, own nonce
+    with pytest.raises(EnclaveError):
+        first.open()
+    first._ciphertext = good
+    assert opened(first) == b"first secret 16b"
+
+
+def test_a_refused_open_leaves_no_plaintext_in_memory() -> None:
+    with Marker(40) as marker:
+        enclave = Enclave(marker.view())
+        altered = bytearray(enclave._ciphertext)
+        altered[-1] ^= 1  # the tag: cryptography writes the plaintext before checking it
+        enclave._ciphertext = bytes(altered)
+        with pytest.raises(EnclaveError) as caught:
+            enclave.open()
+        assert marker.scan().found == []
+        assert "failed authentication" in str(caught.value)
+
+
+# -- copies in memory and the key's protection ----------------------------------------
+
+
+def test_sealing_and_opening_leave_no_copy_of_the_plaintext() -> None:
+    with Marker(32) as marker:
+        enclave = Enclave(marker.view())
+        assert marker.scan().found == [], "the plaintext was copied while sealing"
+        with enclave.open() as secret:
+            assert marker.scan().found == [secret.address]
+        assert marker.scan().found == []
+
+
+def test_the_key_exists_only_in_its_page_after_seal_and_open() -> None:
+    enclave = Enclave(b"x" * 32)
+    opened(enclave)
+    key = _enclave._KEY.key
+    assert key is not None
+    with key.accessible("readonly"), Marker.copy_of(key.view()) as marker:
+        # No AEAD object outlives its operation, so OpenSSL's expanded key (which starts
+        # with the key itself) has been freed and cleansed.
+        assert marker.scan().found == [key.address]
+
+
+def test_the_key_page_is_noaccess_locked_and_undumped_between_operations() -> None:
+    opened(Enclave(b"warm up the key"))
+    users, flags = key_state()
+    assert users == 0
+    assert not flags & {"rd", "wr"}, "the key page must be PROT_NONE between operations"
+    assert {"lo", "dd", "wf"} <= flags  # locked, not dumped, wiped on fork
+
+
+def test_the_key_is_readable_only_during_an_operation() -> None:
+    seen: list[frozenset[str]] = []
+    original = _enclave._KEY.release
+
+    def spy() -> None:
+        seen.append(key_state()[1])  # inside the operation, before the key is closed again
+        original()
+
+    _enclave._KEY.release = spy  # type: ignore[method-assign]
+    try:
+        opened(Enclave(b"during"))
+    finally:
+        del _enclave._KEY.release
+    assert len(seen) == 2 and all("rd" in flags and "wr" not in flags for flags in seen)
+    assert not key_state()[1] & {"rd", "wr"}
+
+
+# What OpenSSL leaves on the stack: read from a second thread while this one blocks
+# (tests/stackview.py). AES-GCM-SIV called directly leaves the last partial block of the
+# plaintext there (the control, counted in tests/copy_counts.py); seal and open must not.
+PARTIAL = 15  # a 47-byte secret: two AES blocks and 15 bytes, those 15 a marker
+
+
+@pytest.mark.skipif(not stackview.supported(), reason="reads the stack through /proc")
+def test_seal_and_open_leave_no_plaintext_or_key_on_the_stack() -> None:
+    with Marker(PARTIAL) as marker, SecureBytes(32 + PARTIAL) as plaintext:
+        with plaintext.view() as view:
+            view[:32] = os.urandom(32)
+            view[32:] = marker.view()
+        enclave = Enclave(plaintext)
+        key = _enclave._KEY.key
+        assert key is not None
+        with key.accessible("readonly"), key.view() as key_view:
+            key_marker = Marker.copy_of(key_view)
+        direct = AESGCMSIV(os.urandom(32))  # the control: a test key, not the process key
+        with marker.view() as needle, key_marker, key_marker.view() as key_needle:
+            alone = stackview.stack_depths_after(
+                lambda: direct.encrypt(enclave._nonce, plaintext.view(), None), needle
+            )
+            sealed = stackview.stack_depths_after(lambda: Enclave(plaintext), needle)
+            opened_ = stackview.stack_depths_after(lambda: enclave.open().close(), needle)
+            key_after_seal = stackview.stack_depths_after(lambda: Enclave(plaintext), key_needle)
+            key_after_open = stackview.stack_depths_after(
+                lambda: enclave.open().close(), key_needle
+            )
+    copy_counts.assert_copies(
+        "alone: partial block on the stack after encrypt, AESGCMSIV", len(alone)
+    )
+    assert sealed == [] and opened_ == [], (sealed, opened_)
+    assert key_after_seal == [] and key_after_open == [], (key_after_seal, key_after_open)
+
+
+# -- interrupts and threads -------------------------------------------------------------
+
+
+def test_interrupts_never_leave_the_key_readable() -> None:
+    enclave = Enclave(b"interrupted open")
+    main = threading.get_ident()
+    stop = threading.Event()
+    armed = [False]
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if armed[0]:
+            raise KeyboardInterrupt
+
+    def interrupter() -> None:
+        while not stop.is_set():
+            time.sleep(0.00005)
+            signal.pthread_kill(main, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    thread = threading.Thread(target=interrupter)
+    thread.start()
+    interrupts = completed = 0
+    try:
+        while interrupts < 200:
+            try:
+                armed[0] = True
+                secret = enclave.open()
+                armed[0] = False
+                assert secret == b"interrupted open"
+                secret.close()
+                completed += 1
+            except KeyboardInterrupt:
+                armed[0] = False
+                interrupts += 1
+    finally:
+        armed[0] = False
+        stop.set()
+        thread.join()
+        signal.signal(signal.SIGINT, previous)
+    users, flags = key_state()
+    assert users == 0 and not flags & {"rd", "wr"}
+    assert opened(enclave) == b"interrupted open"
+
+
+THREADS = """
+import json, sys, threading
+from securemem import Enclave, _enclave
+BROKEN = sys.argv[1] == "broken"
+if BROKEN:  # what a per-operation protect without a count would do
+    def release():
+        with _enclave._KEY.lock:
+            _enclave._KEY.users -= 1
+            _enclave._KEY.key.protect("noaccess")
+    _enclave._KEY.release = release
+sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+failures, done = [], [0] * 4
+def work(index):
+    mine = [(bytes([index, n % 256]) * 16, None) for n in range(40)]
+    mine = [(data, Enclave(data)) for data, _ in mine]
+    for round in range(600):
+        data, enclave = mine[round % 40]
+        with enclave.open() as secret:
+            if secret != data:
+                failures.append(index)
+        if round % 7 == 0:
+            mine[round % 40] = (data, Enclave(data))
+        done[index] += 1
+threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"failures": failures, "done": done, "users": _enclave._KEY.users,
+                  "protection": _enclave._KEY.key.protection}))
+"""
+
+
+def test_threads_seal_and_open_at_once() -> None:
+    result = run_python(THREADS, "counted")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(
+        '{"failures": [], "done": [600, 600, 600, 600], "users": 0, "protection": "noaccess"}'
+    )
+
+
+def test_the_thread_test_catches_a_key_closed_under_another_thread() -> None:
+    # Without the count, one thread's re-protect faults another mid-operation: the
+    # test above would see the same crash if the count were wrong.
+    result = run_python(THREADS, "broken")
+    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stdout)
+
+
+# -- fork -------------------------------------------------------------------------------
+
+FORK = """
+import json, os, sys
+from securemem import Enclave, EnclaveError, _enclave, _procfs
+from tests.memscan import Marker
+SHARE = sys.argv[1] == "share"
+parent = Enclave(b"sealed by the parent, 32 bytes!!")
+if SHARE:
+    Enclave.share_with_children()
+key = _enclave._KEY.key
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    report = {}
+    try:
+        with parent.open() as secret:
+            report["opened"] = secret == b"sealed by the parent, 32 bytes!!"
+    except EnclaveError as error:
+        report["error"] = str(error)
+    mine = Enclave(b"sealed by the child")
+    with mine.open() as secret:
+        report["own"] = secret == b"sealed by the child"
+    child_key = _enclave._KEY.key
+    report["new_key_page"] = child_key is not key
+    flags = _procfs.mapping_at(child_key.address).flags
+    report["child_key_flags"] = sorted(flags & {"lo", "dd", "wf", "rd"})
+    os.write(write_end, json.dumps(report).encode())
+    os._exit(0)
+os.close(write_end)
+report = json.loads(os.read(read_end, 1 << 16))
+os.waitpid(pid, 0)
+with parent.open() as secret:
+    report["parent_still_opens"] = secret == b"sealed by the parent, 32 bytes!!"
+with key.accessible("readonly"), Marker.copy_of(key.view()) as marker:
+    report["key_copies"] = len(marker.scan().found)  # the transfer page is wiped
+print(json.dumps(report))
+"""
+
+
+def fork_report(code: str) -> dict[str, object]:
+    """Run ``code``; its at-fork hooks must raise nothing (Python would only print it)."""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_a_forked_child_cannot_open_its_parents_enclaves() -> None:
+    report = fork_report(FORK.replace("sys.argv[1]", '"private"'))
+    assert "opened" not in report
+    assert "sealed by the parent of this forked process" in str(report["error"])
+    assert "share_with_children" in str(report["error"])
+    assert report["own"] and report["new_key_page"] and report["parent_still_opens"]
+    assert report["child_key_flags"] == ["dd", "lo", "wf"]  # noaccess: no "rd"
+    assert report["key_copies"] == 1
+
+
+def test_share_with_children_hands_the_key_to_a_child() -> None:
+    report = fork_report(FORK.replace("sys.argv[1]", '"share"'))
+    assert report.get("opened") is True, report
+    assert report["own"] and report["new_key_page"] and report["parent_still_opens"]
+    assert report["child_key_flags"] == ["dd", "lo", "wf"]
+    assert report["key_copies"] == 1, "the page that carried the key must be wiped"
+
+
+def test_sharing_can_be_turned_off_again() -> None:
+    code = FORK.replace("sys.argv[1]", '"share"').replace(
+        "\nkey = _enclave._KEY.key", "\nEnclave.share_with_children(False)\nkey = _enclave._KEY.key"
+    )
+    report = fork_report(code)
+    assert "sealed by the parent" in str(report["error"])
+
+
+# -- scale under a 64 KiB memory lock limit --------------------------------------------
+
+SCALE = """
+import json, mmap
+import securemem
+from securemem import Enclave, _procfs
+N = 20_000
+enclaves = []
+for n in range(N):
+    enclaves.append(Enclave(n.to_bytes(4, "little") * 8))
+    if n == 999:
+        locked_at_1000 = _procfs.process_locked_bytes()
+locked_at_n = _procfs.process_locked_bytes()
+wrong = 0
+for n, enclave in enumerate(enclaves):
+    with enclave.open() as secret:
+        wrong += secret != n.to_bytes(4, "little") * 8
+print(json.dumps({"wrong": wrong, "at_1000": locked_at_1000, "at_n": locked_at_n,
+                  "after_opens": _procfs.process_locked_bytes(), "page": mmap.PAGESIZE,
+                  "stats": securemem.stats().locked_bytes}))
+"""
+
+
+def test_twenty_thousand_enclaves_under_a_64_kib_limit() -> None:
+    report = run_json(SCALE, memlock=65536)
+    assert report["wrong"] == 0
+    # Sealing locks nothing but the key's page, however many enclaves there are; opening
+    # adds the arena page an opened secret lives in (kept in the arena's reserve after).
+    assert report["at_1000"] == report["at_n"] == report["page"]
+    assert report["after_opens"] == report["stats"] <= 3 * report["page"]
+
+
+def test_no_lockable_memory_for_the_key_is_a_memory_lock_error() -> None:
+    result = run_python(
+        """
+        import securemem
+        try:
+            securemem.Enclave(b"x")
+        except securemem.MemoryLockError as error:
+            print("MemoryLockError:", error)
+        """,
+        memlock=0,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MemoryLockError: [Errno 1] could not lock 4096 bytes")
+    assert "RLIMIT_MEMLOCK is 0 bytes" in result.stdout
+
+
+def test_without_cryptography_enclave_says_what_to_install() -> None:
+    result = run_python(
+        """
+        import sys
+        sys.modules["cryptography"] = None  # as if it were not installed
+        import securemem
+        try:
+            securemem.Enclave(b"x")
+        except ImportError as error:
+            print(error)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'securemem[crypto]'" in result.stdout
+
+
+def test_the_benchmark_runs_and_its_scale_child_opens_every_enclave() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "enclave.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["round_trip_us"]) >= {"enclave_open_close", "memguard_open_close"}
+    scale = report["scale"]
+    assert scale["enclaves"] == 2000 and scale["wrong"] == 0
+    assert scale["memlock_limit"] == 65536
+    assert scale["vmlck_after_sealing"] == mmap.PAGESIZE  # the key's page, nothing more
