@@ -53,3 +53,21 @@ def test_two_kernel_objects_share_one_count_per_page() -> None:
     result = in_child(MODULE, "two_kernels_one_page")
     assert result["still_locked"] >= PAGE, f"one handle's release unlocked the other's: {result}"
     assert result["after_both"] == 0, f"a page stayed locked after both handles: {result}"
+
+
+def test_at_the_limit_every_copy_fails_cleanly_and_nothing_leaks() -> None:
+    """Invariant 6: a failure leaves no partial state, whichever path allocated."""
+    result = in_child(MODULE, "exhaust_then_copy", memlock=65536)
+    assert result["held"] >= 900, result
+    assert set(result["outcomes"].values()) <= {"made", "MemoryLockError"}, result
+    assert result["intact"], f"a failed copy changed a live secret: {result}"
+    assert result["allocations_when_full"] == result["held"], f"a failed copy leaked: {result}"
+    assert result["allocations_after"] == 0, result
+    assert abs(result["stats_locked"] - result["kernel_locked"]) <= PAGE, result
+
+
+def test_absurd_sizes_raise_clear_errors() -> None:
+    result = in_child(MODULE, "unreasonable_sizes")
+    assert result.pop("allocations_left") == "0", result
+    assert "made" not in result.values(), result
+    assert result["SecureBytes(-1)"] == "ValueError" and result["random(-1)"] == "ValueError"

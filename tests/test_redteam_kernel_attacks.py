@@ -90,3 +90,66 @@ def two_kernels_one_page() -> dict[str, Any]:
     still_locked = vmlck_bytes() - baseline
     first.release()
     return {"still_locked": still_locked, "after_both": vmlck_bytes() - baseline}
+
+
+def exhaust_then_copy() -> dict[str, Any]:
+    """Fill the memlock limit with 64-byte secrets, then ask for more in every way a copy can:
+    each must fail with MemoryLockError (or succeed) and leave everything as it was."""
+    import securemem
+
+    baseline = vmlck_bytes()
+    held: list[SecureBytes] = []
+    try:
+        while len(held) < 100_000:
+            held.append(SecureBytes(b"k" * 64))
+    except MemoryLockError:
+        pass
+    first = held[0]
+    copies: dict[str, Any] = {
+        "s[:]": lambda: first[:],
+        "s[::2]": lambda: first[::2],
+        "SecureBytes(s)": lambda: SecureBytes(first),
+        "random(64)": lambda: SecureBytes.random(64),
+        "guarded": lambda: SecureBytes(64, guarded=True),
+        "4 KiB": lambda: SecureBytes(4096),
+    }
+    outcomes: dict[str, str] = {}
+    for name, copy in copies.items():
+        try:
+            copy().close()
+            outcomes[name] = "made"
+        except MemoryLockError:
+            outcomes[name] = "MemoryLockError"
+        except Exception as error:
+            outcomes[name] = f"{type(error).__name__}: {error}"
+    intact = all(bytes(secret.view()) == b"k" * 64 for secret in held)
+    allocations_when_full = securemem.stats().allocations
+    count = len(held)
+    for secret in held:
+        secret.close()
+    stats = securemem.stats()
+    return {
+        "held": count,
+        "outcomes": outcomes,
+        "intact": intact,
+        "allocations_when_full": allocations_when_full,
+        "allocations_after": stats.allocations,
+        "stats_locked": stats.locked_bytes,
+        "kernel_locked": vmlck_bytes() - baseline,
+    }
+
+
+def unreasonable_sizes() -> dict[str, str]:
+    """What each absurd size raises (a crash or a hang ends the child instead)."""
+    import securemem
+
+    outcomes: dict[str, str] = {}
+    for size in (-1, 2**62, 2**64, 2**100):
+        for name, make in (("SecureBytes", SecureBytes), ("random", SecureBytes.random)):
+            try:
+                make(size).close()
+                outcomes[f"{name}({size})"] = "made"
+            except (ValueError, OverflowError, MemoryError) as error:
+                outcomes[f"{name}({size})"] = type(error).__name__
+    outcomes["allocations_left"] = str(securemem.stats().allocations)
+    return outcomes

@@ -60,8 +60,11 @@ def test_a_view_written_after_close_touches_no_other_secret_and_is_wiped_before_
     assert result["dirty_fresh"] == 0, "a new secret started with a stale view's bytes"
 
 
-def test_fork_while_another_thread_holds_the_allocator_leaves_a_working_child() -> None:
-    """A child forked while another thread is mid-allocation must not inherit a held lock
-    (deadlock, ended here by SIGALRM) or half-updated bookkeeping."""
-    result = in_child(MODULE, "fork_while_another_thread_allocates")
+@pytest.mark.parametrize("prefetch", [False, True], ids=["plain", "prefetch"])
+def test_fork_while_another_thread_holds_the_allocator_leaves_a_working_child(
+    prefetch: bool,
+) -> None:
+    """A child forked while another thread is mid-allocation (or the prefetcher mid-lock)
+    must not inherit a held lock (deadlock, ended here by SIGALRM) or torn bookkeeping."""
+    result = in_child(MODULE, "fork_while_another_thread_allocates", prefetch=prefetch)
     assert result["failures"] == [], f"children failed: {result['failures']}"

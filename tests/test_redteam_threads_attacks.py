@@ -173,18 +173,26 @@ def export_then_close_then_write() -> dict[str, Any]:
     return {"wiped_on_close": wiped_on_close, "corrupted": corrupted, "dirty_fresh": dirty}
 
 
-def fork_while_another_thread_allocates() -> dict[str, Any]:
+def fork_while_another_thread_allocates(prefetch: bool) -> dict[str, Any]:
     """fork() while a second thread is inside the allocator, many times: every child must
-    allocate, use and close a secret at once (no lock inherited held, no torn state)."""
+    allocate, use and close a secret at once (no lock inherited held, no torn state).
+
+    ``prefetch``: the churning thread grows an ``Arena(prefetch=True)`` region by region, so
+    the prefetcher's own thread is busy (and holds its queue) when the fork lands too.
+    """
+    from securemem import Arena
+
     stop = threading.Event()
 
     def churn() -> None:
+        arena = Arena(prefetch=True, region_pages=4) if prefetch else None
         while not stop.is_set():
-            secret = SecureBytes(bytes([MINE]) * SIZE)
+            secret = SecureBytes(bytes([MINE]) * SIZE, arena=arena)
             secret.wipe()
             secret.close()
-            big = SecureBytes(9000)
-            big.close()
+            held = [SecureBytes(9000, arena=arena) for _ in range(3 if prefetch else 1)]
+            for big in held:
+                big.close()
 
     thread = threading.Thread(target=churn)
     thread.start()
@@ -199,8 +207,9 @@ def fork_while_another_thread_allocates() -> dict[str, Any]:
                     import signal
 
                     signal.alarm(10)
-                    child_secret = SecureBytes(bytes([OTHER]) * SIZE)
-                    child_big = SecureBytes(9000)
+                    child_arena = Arena(prefetch=True, region_pages=4) if prefetch else None
+                    child_secret = SecureBytes(bytes([OTHER]) * SIZE, arena=child_arena)
+                    child_big = SecureBytes(9000, arena=child_arena)
                     ok = bytes(child_secret.view()) == bytes([OTHER]) * SIZE
                     child_secret.close()
                     child_big.close()
