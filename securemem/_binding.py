@@ -12,12 +12,19 @@ Two extension modules sit under the package, and everything else asks this one:
 
 from __future__ import annotations
 
-from securemem._core import ArenaCore, SecureBytesBase, fork_generation, set_default_factory
+from securemem._core import (
+    ArenaCore,
+    SecureBytesBase,
+    all_arena_ranges,
+    fork_generation,
+    set_default_factory,
+)
 from securemem._native import ffi, lib
 
 __all__ = [
     "ArenaCore",
     "SecureBytesBase",
+    "all_arena_ranges",
     "ffi",
     "fork_generation",
     "lib",

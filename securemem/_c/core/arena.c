@@ -1394,7 +1394,32 @@ static PyObject *get_generation(PyObject *module, PyObject *unused) {
     return PyLong_FromUnsignedLongLong(sm_generation);
 }
 
+/* (address, length) of every mapping of every live arena: lock_memory refuses them. */
+static PyObject *all_arena_ranges(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    PyObject *list = PyList_New(0);
+    for (sm_arena *a = registry; list && a; a = a->reg_next) {
+        for (size_t k = 0; list && k < a->nregions; k++) {
+            PyObject *item = Py_BuildValue("(nn)", (Py_ssize_t)a->regions[k]->base,
+                                           (Py_ssize_t)a->regions[k]->length);
+            if (item == NULL || PyList_Append(list, item) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(item);
+        }
+        for (sm_guarded *g = a->guarded; list && g; g = g->next) {
+            PyObject *item = Py_BuildValue("(nn)", (Py_ssize_t)g->base, (Py_ssize_t)g->length);
+            if (item == NULL || PyList_Append(list, item) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(item);
+        }
+    }
+    return list;
+}
+
 static PyMethodDef arena_functions[] = {
+    {"all_arena_ranges", all_arena_ranges, METH_NOARGS,
+     "(address, length) of every mapping of every live arena."},
     {"set_default_factory", set_default_factory, METH_O,
      "The callable that makes the default arena on first use."},
     {"fork_generation", get_generation, METH_NOARGS,
