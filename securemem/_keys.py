@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem import _legacypem, _openssh, _pem
 from securemem._arena import Arena
+from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
 
 Password: TypeAlias = SecureBytes | bytes | bytearray | memoryview
@@ -101,6 +102,10 @@ def load_private_key(
                 )
             return _load_pem(view, secret, unsafe_skip_rsa_key_validation, arena, encoding)
     finally:
+        # Every native call above (base64, AES, bcrypt, MD5, OpenSSL's key parsing) ran from
+        # this C frame (Python-to-Python calls add none): wipe the stack they used and the
+        # vector registers, as securemem.crypto does after each call into cryptography.
+        scrub_after_native()
         if secret is not None:
             secret.release()
 
@@ -311,6 +316,7 @@ def private_key_bytes(
         # The serialised key is only ever a temporary, dropped as soon as it is copied.
         return SecureBytes(key.private_bytes(encoding, format, encryption), arena=arena)
     finally:
+        scrub_after_native()  # private_bytes ran the key through OpenSSL's encoders
         # Drop the password copy now, even when private_bytes fails: a traceback would
         # otherwise keep this frame, and the `bytes` in it, alive.
         del encryption

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem import SecureBytes, _bignum, _pem, crypto
+from tests import stackview
 from tests.conftest import run_python
 from tests.copy_counts import KEY_FILES, installed_release, mismatch
 from tests.memscan import Marker
@@ -275,7 +276,12 @@ SCAN = """
     import gc, json, sys
     from pathlib import Path
     from tests.test_keys import CASES_BY_NAME, load, password_marker, secret_marker
+    from securemem._scrub import scrub_after_native
     keys, case = Path(sys.argv[1]), CASES_BY_NAME[sys.argv[2]]
+    # Warm up: cffi builds its wrapper for the scrub on the first call, with a malloc that
+    # can land on (and overwrite) a buffer OpenSSL freed during the load, making the count
+    # depend on whether this is the process's first scrub.
+    scrub_after_native()
     with secret_marker(keys, case) as key_marker, password_marker() as password:
         key = load(keys, case)
         # The key object keeps the key in OpenSSL's heap while it lives (every cryptography
@@ -370,6 +376,18 @@ def test_legacy_pem_is_decrypted_by_securemem_not_by_cryptographys_pem_loader(
     monkeypatch.setattr(serialization, "load_pem_private_key", refuse)
     key = load(keys, CASES_BY_NAME[name])
     assert public_der(key) == (keys / f"{name}.public").read_bytes()
+
+
+@pytest.mark.skipif(
+    not stackview.supported(), reason="reads the stack through /proc on x86-64/AArch64 Linux"
+)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_loading_leaves_no_key_on_the_stack(keys: Path, case: Case) -> None:
+    # Read from a second thread while this one blocks right after the load (tests/stackview):
+    # nothing the load ran, native or Python, left the key's secret on this thread's stack.
+    with secret_marker(keys, case) as marker, marker.view() as needle:
+        found = stackview.stack_depths_after(lambda: load(keys, case), needle)
+    assert found == [], f"loading {case.name} left the key {found} bytes below the stack pointer"
 
 
 # -- writing what other tools read --------------------------------------------------------
