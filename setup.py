@@ -1,3 +1,38 @@
-from setuptools import setup
+"""Two extensions: ``securemem._native`` (cffi: the kernel shims, lock_memory, the doctor)
+and ``securemem._core`` (the CPython C API: the allocator and the SecureBytes type).
 
-setup(cffi_modules=["securemem/_native_build.py:ffibuilder"])
+``_core`` is built against the Limited API of Python 3.11 (the buffer protocol is in it
+from 3.11), so one abi3 build serves every later CPython.
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+CORE_SOURCES = [
+    "securemem/_c/core/module.c",
+    "securemem/_c/core/kernel.c",
+    "securemem/_c/core/arena.c",
+    "securemem/_c/core/securebytes.c",
+    "securemem/_c/core/prefetch.c",
+    "securemem/_c/shims.c",
+]
+WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"]
+# tools/sanitize.sh builds with sanitizer flags through this variable.
+EXTRA = os.environ.get("SECUREMEM_CORE_CFLAGS", "").split()
+
+core = Extension(
+    "securemem._core",
+    sources=CORE_SOURCES,
+    include_dirs=["securemem/_c"],
+    define_macros=[("Py_LIMITED_API", "0x030B0000")],
+    py_limited_api=True,
+    extra_compile_args=[*WARNINGS, "-fvisibility=hidden", *EXTRA],
+    extra_link_args=[f for f in EXTRA if f.startswith("-fsanitize")],
+    depends=["securemem/_c/core/core.h", "securemem/_c/shims.h"],
+)
+
+setup(
+    cffi_modules=["securemem/_native_build.py:ffibuilder"],
+    ext_modules=[core],
+)

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         _systems.naive_system(),
         _systems.bytearray_system(),
     ]
-    budget, repeats = (0.002, 3) if quick else (0.01, 25)
+    # 20 turns of 10 ms batches: the full run stays near a minute on a busy 2-CPU machine.
+    budget, repeats = (0.002, 3) if quick else (0.01, 20)
     results: dict[str, Any] = {"machine": info, "quick": quick}
 
     def step(name: str) -> None:
@@ -128,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         _workloads.growth(300, 2048, 20e-6, 1) if quick else _workloads.growth(3000, 2048, 20e-6, 5)
     )
     step("threads")
-    results["threads"] = _workloads.threads(systems, 1_000 if quick else 20_000)
+    results["threads"] = _workloads.threads(
+        systems, 0.02 if quick else 0.1, repeats=3 if quick else 5
+    )
+    step("access: copy-in and s[i]")
+    results["access"] = _workloads.access(budget, repeats)
     step("report and chart")
     results["targets"] = _report.targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)

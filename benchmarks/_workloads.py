@@ -1,4 +1,4 @@
-"""The six workloads. Each returns plain data (dicts of numbers and strings) for the report."""
+"""The seven workloads. Each returns plain data (dicts of numbers and strings) for the report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -288,17 +289,21 @@ def _two_threads(loop: Callable[[int, int], int], each: int) -> int:
     return time.perf_counter_ns() - start
 
 
-def threads(systems: list[System], total: int, repeats: int = 3) -> dict[str, Any]:
-    """Round trips per second of 32 bytes: one thread doing ``total``, then two doing half each.
+def threads(systems: list[System], budget_s: float, repeats: int = 5) -> dict[str, Any]:
+    """Round trips per second of 32 bytes: one thread doing ``n``, then two doing half each.
 
-    The two set-ups take turns ``repeats`` times; the best of each is kept.
-    Note that with one thread nothing else is alive, so each round trip empties
-    the allocator; with two, the other thread's secret is often alive.
+    ``n`` is calibrated per system so that one thread takes about ``budget_s``: a run must span
+    many of the interpreter's 5 ms switch intervals, or the first thread finishes before the
+    second ever gets the GIL and nothing is measured. The two set-ups take turns
+    ``repeats`` times; the best of each is kept. Note that with one thread nothing else is
+    alive, so each round trip empties the allocator; with two, the other thread's secret is
+    often alive.
     """
     results: dict[str, Any] = {}
     for system in systems:
         loop = system.loop
         loop(32, 100)
+        total = max(2, calibrate(loop, 32, budget_s) // 2 * 2)
         one = two = float("inf")
         for _ in range(repeats):
             start = time.perf_counter_ns()  # wall time here: two threads are compared with one
@@ -306,8 +311,71 @@ def threads(systems: list[System], total: int, repeats: int = 3) -> dict[str, An
             one = min(one, time.perf_counter_ns() - start)
             two = min(two, _two_threads(loop, total // 2))
         results[system.name] = {
+            "round_trips": total,
             "one_thread_ops_s": total / one * 1e9,
-            "two_threads_ops_s": (total // 2 * 2) / two * 1e9,
+            "two_threads_ops_s": total / two * 1e9,
             "speedup": one / two,
         }
     return results
+
+
+# -- 7. access --------------------------------------------------------------
+
+ACCESS_SIZE = 32
+
+
+def _copy_in_loops(source: bytearray) -> dict[str, Callable[[int, int], int]]:
+    """A secret made from ``source`` and dropped, against ``bytes(source)`` made and dropped.
+
+    The source is a ``bytearray``: ``bytes()`` of a ``bytes`` object returns that same object
+    and copies nothing, which would make the floor a no-op.
+    """
+
+    def securemem(size: int, n: int) -> int:
+        make = SecureBytes
+        start = time.thread_time_ns()
+        for _ in repeat(None, n):
+            make(source)
+        return time.thread_time_ns() - start
+
+    def floor(size: int, n: int) -> int:
+        make = bytes
+        start = time.thread_time_ns()
+        for _ in repeat(None, n):
+            make(source)
+        return time.thread_time_ns() - start
+
+    return {"securemem": securemem, "bytes": floor}
+
+
+def _getitem_loops(secret: SecureBytes, plain: bytearray) -> dict[str, Callable[[int, int], int]]:
+    """``s[i]`` on a secret against ``b[i]`` on a bytearray of the same size."""
+
+    def securemem(size: int, n: int) -> int:
+        held = secret
+        start = time.thread_time_ns()
+        for _ in repeat(None, n):
+            held[5]
+        return time.thread_time_ns() - start
+
+    def floor(size: int, n: int) -> int:
+        held = plain
+        start = time.thread_time_ns()
+        for _ in repeat(None, n):
+            held[5]
+        return time.thread_time_ns() - start
+
+    return {"securemem": securemem, "bytearray": floor}
+
+
+def access(budget_s: float, repeats: int) -> dict[str, Any]:
+    """ns per copy-in of 32 bytes and per ``s[i]``, each against its ``bytes``/``bytearray``
+    floor, the two loops taking turns as in the round trip."""
+    source = bytearray(os.urandom(ACCESS_SIZE))
+    plain = bytearray(os.urandom(ACCESS_SIZE))
+    with SecureBytes(plain) as secret:
+        return {
+            "size": ACCESS_SIZE,
+            "copy_in": interleaved(_copy_in_loops(source), ACCESS_SIZE, budget_s, repeats),
+            "getitem": interleaved(_getitem_loops(secret, plain), ACCESS_SIZE, budget_s, repeats),
+        }

@@ -7,6 +7,7 @@ that is zeroed the moment it is released.
 
 from __future__ import annotations
 
+from securemem import _fork  # noqa: F401  (the fork hook: registered on import)
 from securemem._arena import Arena, ArenaStats, default_arena
 from securemem._enclave import Enclave
 from securemem._errors import (

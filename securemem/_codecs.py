@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from securemem._arena import Arena
-from securemem._native import ffi, lib
+from securemem._binding import ffi, lib
 from securemem._securebytes import SecureBytes
 
 __all__ = [

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 
 from securemem import _procfs
 from securemem._arena import SIZE_CLASSES, Arena, Backend
+from securemem._binding import lib
 from securemem._errors import SecureMemoryError
 from securemem._hardening import core_dump_settings, holds_cap_ipc_lock, swap_devices
 from securemem._kernel import memlock_limits
-from securemem._native import lib
 from securemem._secretmem import secretmem_available
 from securemem._securebytes import SecureBytes
 
@@ -43,6 +43,11 @@ _FLAG_NAMES = {
 def parse_requirements(text: str) -> tuple[str, ...]:
     """``"lo,dd,wf"`` -> ("lo", "dd", "wf"); a clear error for an unknown name."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ValueError(
+            f"--require names nothing, so the doctor would check nothing: give one or more "
+            f"of {', '.join(REQUIREMENTS)} separated by commas (or leave --require out)"
+        )
     unknown = [name for name in names if name not in REQUIREMENTS]
     if unknown:
         raise ValueError(
@@ -85,12 +90,26 @@ class Report:
         return not self.missing
 
 
-def secrets_that_fit(limit: int | None, page_size: int, size: int = 64) -> int | None:
-    """How many secrets of ``size`` bytes fit in ``limit`` locked bytes (None: no limit)."""
+def secrets_that_fit(
+    limit: int | None,
+    page_size: int,
+    size: int = 64,
+    backend: Backend = "anonymous",
+    region_pages: int = 64,
+) -> int | None:
+    """How many secrets of ``size`` bytes fit in ``limit`` locked bytes (None: no limit).
+
+    The anonymous backend locks only the pages that hold secrets. memfd_secret is charged
+    whole regions when they are mapped, guard pages included (``region_pages`` usable pages
+    plus two), so only whole regions count there.
+    """
     if limit is None:
         return None
     slot = next(c for c in SIZE_CLASSES if c >= size) if size <= SIZE_CLASSES[-1] else size
-    return (limit // page_size) * (page_size // slot)
+    per_page = page_size // slot
+    if backend == "secretmem":
+        return (limit // ((region_pages + 2) * page_size)) * region_pages * per_page
+    return (limit // page_size) * per_page
 
 
 def _missing(
@@ -153,7 +172,7 @@ def examine(
         page_size=page_size,
         memlock_soft=soft,
         memlock_hard=hard,
-        secrets_of_64_bytes_that_fit=secrets_that_fit(soft, page_size),
+        secrets_of_64_bytes_that_fit=secrets_that_fit(soft, page_size, backend=backend),
         secret_locked=locked,
         secret_flags=flags,
         vmlck_bytes=vmlck,

@@ -58,15 +58,15 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 
+from securemem._binding import ffi, lib
 from securemem._errors import EnclaveError, SecureBytesClosedError, SecureMemoryError
-from securemem._native import ffi, lib
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import (
     Buffer,
     SecureBytes,
-    _as_byte_view,
-    _wipe_view,
-    _writable_byte_view,
+    as_byte_view,
+    wipe_view,
+    writable_byte_view,
 )
 
 if TYPE_CHECKING:
@@ -289,7 +289,7 @@ class Enclave:
             with _readable(secret) as view:
                 self._seal(view)
             return
-        source = _as_byte_view(secret)
+        source = as_byte_view(secret)
         try:
             if not source.c_contiguous:
                 with SecureBytes(source) as flat, flat.view() as view:
@@ -332,10 +332,10 @@ class Enclave:
             enclave = cls(buffer)
             buffer.wipe()  # opens a protected guarded secret for the wipe
             return enclave
-        source = _writable_byte_view(buffer, "Enclave.take")
+        source = writable_byte_view(buffer, "Enclave.take")
         try:
             enclave = cls(source)
-            _wipe_view(source)
+            wipe_view(source)
         finally:
             source.release()
         return enclave
@@ -343,7 +343,7 @@ class Enclave:
     @classmethod
     def random(cls, size: SupportsIndex) -> Enclave:
         """Seal ``size`` bytes from the OS CSPRNG (made in locked memory, wiped after)."""
-        with SecureBytes.random(size) as secret:  # type: ignore[arg-type]
+        with SecureBytes.random(size) as secret:
             return cls(secret)
 
     def open(self) -> SecureBytes:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from securemem._arena import Arena
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import Buffer, SecureBytes, _as_byte_view
+from securemem._securebytes import Buffer, SecureBytes, as_byte_view
 
 _VERSION = 0x80
 _BLOCK = 16
@@ -74,7 +74,7 @@ def fernet_encrypt(
     signing_key, encryption_key = _key_halves(key)
     source = None
     try:
-        source = _as_byte_view(plaintext)  # inside: a closed plaintext must release the key
+        source = as_byte_view(plaintext)  # inside: a closed plaintext must release the key
         pad = _BLOCK - source.nbytes % _BLOCK
         with SecureBytes(source.nbytes + pad) as padded:
             padded[: source.nbytes] = source

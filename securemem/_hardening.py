@@ -9,8 +9,8 @@ import resource
 from dataclasses import dataclass
 
 from securemem import _procfs
+from securemem._binding import ffi, lib
 from securemem._errors import KernelError, errno_name
-from securemem._native import ffi, lib
 
 CAP_IPC_LOCK = 14
 
@@ -66,12 +66,8 @@ def core_dump_settings() -> CoreDumpSettings:
     soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
     flag = int(lib.sm_dumpable())
     dumpable = None if flag < 0 else bool(flag)
-    pattern: str | None
-    try:
-        with open("/proc/sys/kernel/core_pattern", encoding="utf-8") as file:
-            pattern = file.read().strip()
-    except OSError:
-        pattern = None
+    text = _procfs.read_text("sys/kernel/core_pattern")
+    pattern = None if text is None else text.strip()
     return CoreDumpSettings(_rlimit(soft), _rlimit(hard), dumpable, pattern)
 
 
@@ -93,11 +89,10 @@ class SwapDevice:
 
 def swap_devices() -> list[SwapDevice] | None:
     """Active swap areas (zram included), or None where /proc/swaps cannot be read."""
-    try:
-        with open("/proc/swaps", encoding="utf-8") as swaps:
-            lines = swaps.read().splitlines()[1:]
-    except OSError:
+    text = _procfs.read_text("swaps")
+    if text is None:
         return None
+    lines = text.splitlines()[1:]
     devices = []
     for line in lines:
         fields = line.split()

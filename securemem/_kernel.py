@@ -15,6 +15,7 @@ import sys
 from typing import Literal, Protocol, runtime_checkable
 
 from securemem import _procfs
+from securemem._binding import ffi, lib
 from securemem._errors import (
     AllocationError,
     KernelError,
@@ -22,7 +23,6 @@ from securemem._errors import (
     errno_name,
     memory_lock_error,
 )
-from securemem._native import ffi, lib
 
 Advice = Literal["dontdump", "wipeonfork", "dontfork"]
 Protection = Literal["noaccess", "readonly", "readwrite"]
@@ -126,6 +126,22 @@ def kernel_failure(call: str, number: int, length: int, kernel: Kernel) -> Secur
         )
     what = f"{call} of {length} bytes failed: {errno_name(number)} ({os.strerror(number)})."
     return KernelError(number, f"{what} {_WHAT_TO_DO.get(call, _REPORT)}")
+
+
+def random_failure(number: int, wiped: bool = False) -> KernelError:
+    """The error for the operating system's random source failing: ``SecureBytes.random``
+    (no secret was made) or ``randomize`` (``wiped``: the secret is all zeros now)."""
+    outcome = (
+        "The secret was wiped (all zeros)" if wiped else "No secret was made; try again, and"
+    )
+    advice = "check" if wiped else "if it keeps failing check"
+    return KernelError(
+        number,
+        f"the operating system's random source failed: {errno_name(number)} "
+        f"({os.strerror(number)}). {outcome}{';' if wiped else ''} {advice} that the "
+        "system's entropy source (getrandom, /dev/urandom) works inside this container "
+        "or sandbox.",
+    )
 
 
 _REPORT = (

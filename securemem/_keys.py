@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from securemem import _legacypem, _openssh, _pem
 from securemem._arena import Arena
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import SecureBytes, _as_byte_view
+from securemem._securebytes import SecureBytes, as_byte_view
 
 Password: TypeAlias = SecureBytes | bytes | bytearray | memoryview
 Encoding = Literal["auto", "pem", "der", "raw"]
@@ -61,7 +61,7 @@ def password_view(password: Password | None) -> memoryview | None:
             "the password must be a SecureBytes, bytes, bytearray or memoryview, not "
             f"{type(password).__name__}"
         )
-    return _as_byte_view(password)
+    return as_byte_view(password)
 
 
 def load_private_key(

@@ -20,20 +20,21 @@ import weakref
 from types import TracebackType
 from typing import Any
 
+from securemem._binding import all_arena_ranges, ffi
 from securemem._kernel import Kernel, NativeKernel
-from securemem._native import ffi
 from securemem._pagelocks import PageLocks
 
-# Which arenas exist, to refuse their memory (see module docstring).
-_arenas: weakref.WeakSet[Any] = weakref.WeakSet()
 _tables: weakref.WeakKeyDictionary[Kernel, PageLocks] = weakref.WeakKeyDictionary()
 _table_lock = threading.Lock()  # PageLocks is not thread-safe by itself
 _native: NativeKernel | None = None
 
 
-def register_arena(arena: Any) -> None:
-    """Called by every arena: its mapped ranges are off limits to :func:`lock_memory`."""
-    _arenas.add(arena)
+def forget_after_fork() -> None:
+    """In a forked child (called by ``_fork``): memory locks are not inherited across
+    fork, so the parent's counts say nothing about the child; its lock is fresh too."""
+    global _table_lock
+    _table_lock = threading.Lock()
+    _tables.clear()
 
 
 def _default_kernel() -> Kernel:
@@ -43,7 +44,15 @@ def _default_kernel() -> Kernel:
     return _native
 
 
+def _same_pages(kernel: Kernel) -> Kernel:
+    """The kernel whose counts ``kernel`` shares: every NativeKernel object is the same
+    operating system, so they keep one count per page (two tables would each think they
+    hold a page that the other's release unlocks)."""
+    return _default_kernel() if type(kernel) is NativeKernel else kernel
+
+
 def _table(kernel: Kernel) -> PageLocks:
+    kernel = _same_pages(kernel)
     table = _tables.get(kernel)
     if table is None:
         table = _tables[kernel] = PageLocks(kernel)
@@ -150,14 +159,14 @@ def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
     address = int(ffi.cast("uintptr_t", ffi.from_buffer(view))) if view.nbytes else 0
     length = view.nbytes
     if length:
-        for arena in list(_arenas):
-            for base, size in [*arena.mapped_ranges(), *arena.guarded_ranges.items()]:
-                if address < base + size and base < address + length:
-                    view.release()
-                    raise ValueError(
-                        "lock_memory() was given memory of a securemem arena (a SecureBytes "
-                        "or its view): it is locked already and its arena keeps its counts"
-                    )
+        # every live arena's mappings (the native core's one registry of arenas)
+        for base, size in all_arena_ranges():
+            if address < base + size and base < address + length:
+                view.release()
+                raise ValueError(
+                    "lock_memory() was given memory of a securemem arena (a SecureBytes "
+                    "or its view): it is locked already and its arena keeps its counts"
+                )
         with _table_lock:
             _table(kernel).acquire(address, length)
     return LockedMemory(view, address, kernel)
@@ -167,5 +176,5 @@ def locked_pages(kernel: Kernel | None = None) -> dict[int, int]:
     """{page: handles holding it} for memory locked through :func:`lock_memory`."""
     kernel = kernel if kernel is not None else _default_kernel()
     with _table_lock:
-        table = _tables.get(kernel)
+        table = _tables.get(_same_pages(kernel))
         return table.locked_pages() if table is not None else {}

@@ -15,7 +15,7 @@ from securemem._errors import SecureMemoryError
 from securemem._kernel import Kernel
 
 
-def _runs(pages: Iterable[int], page_size: int) -> list[tuple[int, int]]:
+def coalesce_runs(pages: Iterable[int], page_size: int) -> list[tuple[int, int]]:
     """Coalesce sorted page addresses into (address, length) runs: one syscall each."""
     runs: list[tuple[int, int]] = []
     for page in pages:
@@ -53,7 +53,7 @@ class PageLocks:
         fresh = [page for page in pages if page not in counts]
         locked: list[tuple[int, int]] = []
         try:
-            for start, size in _runs(fresh, self._page_size):
+            for start, size in coalesce_runs(fresh, self._page_size):
                 self._kernel.lock(start, size)
                 locked.append((start, size))
         except BaseException:
@@ -101,7 +101,7 @@ class PageLocks:
                 del counts[page]
                 emptied.append(page)
         still_locked: list[int] = []
-        for start, size in _runs(emptied, self._page_size):
+        for start, size in coalesce_runs(emptied, self._page_size):
             try:
                 self._kernel.unlock(start, size)
             except SecureMemoryError:

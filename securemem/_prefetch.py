@@ -14,8 +14,12 @@ How the lock is done depends on the kernel:
   returns at once; the kernel's aio daemons do the work. ``EAGAIN`` at enqueue
   (aio limits) falls back to a synchronous lock. The zeroed iocb lives in C
   until collected; the range is not touched while the request is queued.
-* Everywhere else: a short-lived background thread maps and locks the region
-  (cffi API-mode calls release the GIL, so it runs while Python code does).
+* The real kernel elsewhere: the native core does it all (:class:`NativePrefetcher`
+  is only its face): a native worker thread maps, prepares and locks the next region
+  without ever taking the GIL, and the arena adopts it in C with no system call and
+  no Python code, so growth does not wait for mlock in the allocating thread.
+* Any other kernel (a simulation, a test's fault-injecting kernel): a
+  short-lived background thread locks the region through the kernel's methods.
 
 Rule: memory is never handed out while its lock is pending. :meth:`take`
 waits for the background work (a thread finishes: mlock returns), or polls a
@@ -40,11 +44,10 @@ from __future__ import annotations
 import _thread
 import contextlib
 import errno
-import os
 import threading
 import time
 import weakref
-from typing import Literal
+from typing import Literal, Protocol
 
 from securemem._errors import SecureMemoryError
 from securemem._kernel import AsyncLockKernel, Kernel, map_region, supports_async_lock
@@ -66,15 +69,11 @@ class _Job:
 _live: weakref.WeakSet[Prefetcher] = weakref.WeakSet()
 
 
-def _forget_after_fork() -> None:
-    # A thread does not survive fork: its job would never finish in the child,
-    # and the condition may have been held at the moment of the fork.
+def forget_after_fork() -> None:
+    """In a forked child (called by ``_fork``): a thread does not survive fork, so its
+    job would never finish, and the condition may have been held at the moment of it."""
     for prefetcher in list(_live):
         prefetcher._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class Prefetcher:
@@ -326,3 +325,34 @@ class Prefetcher:
         # ready region is not locked here (locks are not inherited across fork). Its
         # mapping, zero in the child (wipe-on-fork), is left to the child to leak.
         self._job = None
+
+
+class NativePrefetcher:
+    """The face of the native core's prefetch, for an arena on the real kernel.
+
+    The work is done in C (``securemem/_c/core/prefetch.c`` and the arena): this
+    object reports on it with the same counters as :class:`Prefetcher`.
+    """
+
+    mode: Literal["aio", "thread"] = "thread"
+
+    def __init__(self, arena: _NativeArena, pages: int) -> None:
+        self._arena = weakref.ref(arena)  # no cycle: the arena holds this object
+        self.pages = pages
+        self.wait_seconds = 1.0  # the native worker is always waited for: mlock returns
+
+    def counters(self) -> dict[str, int]:
+        """How many regions were started, adopted, waited for, failed, ..."""
+        arena = self._arena()
+        return arena._prefetch_counters() if arena is not None else {}
+
+    def prepared_range(self) -> tuple[int, int] | None:
+        """(address, length) of the region locked ahead of need, if there is one (waits for
+        the worker's lock to finish)."""
+        arena = self._arena()
+        return arena._prefetch_prepared() if arena is not None else None
+
+
+class _NativeArena(Protocol):
+    def _prefetch_counters(self) -> dict[str, int]: ...
+    def _prefetch_prepared(self) -> tuple[int, int] | None: ...

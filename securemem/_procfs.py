@@ -79,3 +79,27 @@ def process_locked_bytes(pid: int | str = "self") -> int | None:
     """VmLck from /proc/PID/status: the bytes this process has locked."""
     line = status_line("VmLck", pid)
     return None if line is None else _kib(line)
+
+
+def address_ranges(pid: int | str = "self") -> list[tuple[int, int]] | None:
+    """(start, end) of every mapping in /proc/PID/maps, or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/maps", encoding="ascii", errors="replace") as maps:
+            lines = maps.read().splitlines()
+    except OSError:
+        return None
+    ranges = []
+    for line in lines:
+        low, high = line.split(" ", 1)[0].split("-")
+        ranges.append((int(low, 16), int(high, 16)))
+    return ranges
+
+
+def read_text(path: str) -> str | None:
+    """A whole file under /proc (``sys/kernel/core_pattern``, ``swaps``), or None."""
+    try:
+        with open(f"/proc/{path}", encoding="utf-8") as file:
+            return file.read()
+    except OSError:
+        return None
+

@@ -14,7 +14,7 @@ so a helper like this one adds no C stack of its own).
 
 from __future__ import annotations
 
-from securemem._native import lib
+from securemem._binding import lib
 
 # How much stack below the caller is wiped. Measured (cryptography 47-50, OpenSSL 4.0, x86-64,
 # by reading the stack from a second thread after each call): the deepest any securemem.crypto

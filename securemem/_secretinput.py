@@ -11,7 +11,6 @@ returns its cached one-byte singletons when it copies from an existing buffer, n
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import termios
 import warnings
@@ -19,6 +18,11 @@ from getpass import GetPassWarning
 from typing import Any
 
 from securemem._arena import Arena
+from securemem._secretfile import (
+    DEFAULT_MAX_FILE_SIZE,
+    InsecureFileWarning,
+    check_max_size,
+)
 from securemem._securebytes import SecureBytes
 
 __all__ = [
@@ -27,27 +31,14 @@ __all__ = [
     "GetPassWarning",
     "InsecureFileWarning",
     "getpass",
-    "read_secret_file",
 ]
 
 DEFAULT_MAX_PASSWORD_SIZE = 1024
-DEFAULT_MAX_FILE_SIZE = 1 << 20
 
 # termios.IUTF8 arrived in Python 3.13; Linux has had the flag (0o40000) since 2.6.4.
 IUTF8: int = getattr(termios, "IUTF8", 0o40000 if sys.platform.startswith("linux") else 0)
 _LF = 0x0A
 _CR = 0x0D
-
-
-class InsecureFileWarning(UserWarning):
-    """A secret was read from a file that other users (group or world) may read too."""
-
-
-def _check_max_size(max_size: int) -> None:
-    if isinstance(max_size, bool) or not isinstance(max_size, int):
-        raise TypeError(f"max_size must be an int, not {type(max_size).__name__}")
-    if max_size < 1:
-        raise ValueError(f"max_size must be at least 1 byte, got {max_size}")
 
 
 class _Controls:
@@ -92,7 +83,7 @@ def getpass(
     :class:`getpass.GetPassWarning`, as the standard library does, and reads one line from
     standard input instead. More than ``max_size`` bytes raises ``ValueError``.
     """
-    _check_max_size(max_size)
+    check_max_size(max_size)
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
@@ -210,85 +201,3 @@ def _erase_character(view: memoryview, length: int, *, utf8: bool) -> int:
             length -= 1
     view[length] = 0
     return length
-
-
-def read_secret_file(
-    path: str | os.PathLike[str],
-    *,
-    max_size: int = DEFAULT_MAX_FILE_SIZE,
-    strip_newline: bool = False,
-    arena: Arena | None = None,
-) -> SecureBytes:
-    """Read a key or password file straight into locked memory.
-
-    The file's bytes go from the kernel into a :class:`SecureBytes` (``os.readv`` into its
-    memory), never through a ``bytes`` object. ``strip_newline=True`` drops one trailing
-    ``\\n`` or ``\\r\\n`` (what ``echo`` and editors add to password files); it is off by
-    default because a binary key may end in that byte. A file larger than ``max_size`` raises
-    ``ValueError`` before anything is read. A regular file that its group or other users may
-    read triggers :class:`InsecureFileWarning`: the secret is only as private as the file.
-    """
-    _check_max_size(max_size)
-    display = os.fsdecode(path)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        info = os.fstat(fd)  # of the file we opened, not of whatever the path names now
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(f"{display!r} is a directory, not a key or password file")
-        capacity = 4096
-        if stat.S_ISREG(info.st_mode):
-            if info.st_size > max_size:
-                raise ValueError(
-                    f"{display!r} is {info.st_size} bytes, more than max_size={max_size}; "
-                    "is it the right file? Pass a larger max_size if it is."
-                )
-            if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-                warnings.warn(
-                    f"{display!r} is readable by its group or by other users (mode "
-                    f"{stat.S_IMODE(info.st_mode):o}); restrict it with `chmod 600`",
-                    InsecureFileWarning,
-                    stacklevel=3,  # the caller of SecureBytes.from_file
-                )
-            capacity = info.st_size + 1  # +1: notice a file that grew since fstat
-        return _read_all(fd, min(capacity, max_size + 1), max_size, strip_newline, display, arena)
-    finally:
-        os.close(fd)
-
-
-def _read_all(
-    fd: int,
-    capacity: int,
-    max_size: int,
-    strip_newline: bool,
-    display: str,
-    arena: Arena | None,
-) -> SecureBytes:
-    buffer = SecureBytes(capacity, arena=arena)
-    length = 0
-    try:
-        while True:
-            if length == len(buffer):
-                if length > max_size:
-                    raise ValueError(
-                        f"{display!r} holds more than max_size={max_size} bytes; "
-                        "is it the right file? Pass a larger max_size if it is."
-                    )
-                # A pipe, a device or a growing file: move to a bigger locked buffer and wipe
-                # the old one (close wipes), rather than ever holding the bytes elsewhere.
-                bigger = SecureBytes(min(2 * length, max_size + 1), arena=arena)
-                bigger[:length] = buffer
-                buffer.close()
-                buffer = bigger
-            with buffer.view() as view:
-                got = os.readv(fd, [view[length:]])
-            if got == 0:
-                break
-            length += got
-        if strip_newline and length and buffer[length - 1] == _LF:
-            length -= 1
-            if length and buffer[length - 1] == _CR:
-                length -= 1
-        content: SecureBytes = buffer[:length]
-        return content
-    finally:
-        buffer.close()

@@ -55,7 +55,7 @@ from securemem import _keys
 from securemem._arena import Arena
 from securemem._fernet import fernet_decrypt, fernet_encrypt
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import Buffer, SecureBytes, _as_byte_view
+from securemem._securebytes import Buffer, SecureBytes, as_byte_view
 
 __all__ = [
     "aead",
@@ -150,7 +150,7 @@ def encrypt(
     ``nonce`` may be ``None``; if given, it is passed as the last associated-data item.
     """
     leading, associated = _aead_arguments(cipher, nonce, associated_data)
-    source = _as_byte_view(plaintext)
+    source = as_byte_view(plaintext)
     output = bytearray(source.nbytes + tag_length)
     try:
         cipher.encrypt_into(*leading, source, associated, output)
@@ -210,7 +210,7 @@ def decrypt(
     unauthenticated plaintext cryptography wrote is wiped and released first.
     ``tag_length`` matters only for an ``AESCCM`` built with a shorter tag.
     """
-    size = _as_byte_view(data).nbytes - tag_length
+    size = as_byte_view(data).nbytes - tag_length
     if size < 0:
         raise InvalidTag  # shorter than a tag: cannot be authentic (what cryptography does)
     plaintext = SecureBytes(size, arena=arena)
@@ -247,7 +247,7 @@ def derive(
     """
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"length must be a positive int (the KDF's length), not {length!r}")
-    material = _as_byte_view(key_material)
+    material = as_byte_view(key_material)
     try:
         derived = SecureBytes(length, arena=arena)
         try:

@@ -38,11 +38,12 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
+from securemem import _procfs
+from securemem._binding import ffi
 from securemem._errors import KernelError, SecureMemoryError, errno_name
 from securemem._hardening import holds_cap_ipc_lock
 from securemem._kernel import Advice, NativeKernel, Protection, kernel_failure
-from securemem._native import ffi
-from securemem._pagelocks import _runs
+from securemem._pagelocks import coalesce_runs
 
 __all__ = ["SYSTEMS", "AioRequest", "SimulatedCall", "SimulatedKernel", "unprivileged_command"]
 
@@ -105,19 +106,6 @@ class _Backing:
         self.real_base = real_base
         self.real_length = real_length
         self.pages = pages  # simulated pages of this backing still mapped
-
-
-def _real_mappings() -> list[tuple[int, int]] | None:
-    try:
-        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
-            lines = maps.read().splitlines()
-    except OSError:
-        return None
-    ranges = []
-    for line in lines:
-        low, high = line.split(" ", 1)[0].split("-")
-        ranges.append((int(low, 16), int(high, 16)))
-    return ranges
 
 
 class SimulatedKernel:
@@ -203,7 +191,7 @@ class SimulatedKernel:
         foreign = [page for page in pages if page not in self._mapped]
         if not foreign:
             return True
-        real = _real_mappings()
+        real = _procfs.address_ranges()
         if real is None:
             return True  # no way to tell: assume the caller's memory exists
         size = self._page_size
@@ -460,7 +448,7 @@ class SimulatedKernel:
     def mapped_ranges(self) -> list[tuple[int, int]]:
         """(address, length) of every run of mapped pages, ascending."""
         with self._mutex:
-            return _runs(sorted(self._mapped), self._page_size)
+            return coalesce_runs(sorted(self._mapped), self._page_size)
 
     def advice(self, page: int) -> frozenset[str]:
         """The advice given for the page that holds ``page``."""

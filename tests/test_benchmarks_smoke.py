@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import REPO
 
 SYSTEMS = {"securemem", "libsodium", "openssl", "naive", "bytearray"}
-WORKLOADS = ("round_trip", "density", "scale", "wipe", "growth", "threads")
+WORKLOADS = ("round_trip", "density", "scale", "wipe", "growth", "threads", "access")
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
@@ -64,6 +64,10 @@ def test_json_has_every_workload_and_system(quick_run: Path) -> None:
             assert "best_ns" in cell or cell["error"]
     assert _number(results["wipe"]["securemem_wipe"])
     assert _number(results["growth"]["off"]["p99_us"])
+    access = results["access"]
+    for key, floor in (("copy_in", "bytes"), ("getitem", "bytearray")):
+        for name in ("securemem", floor):
+            assert _number(access[key][name]["best_ns"]) and access[key][name]["best_ns"] > 0
 
 
 def test_density_counts_are_real(quick_run: Path) -> None:
@@ -82,7 +86,7 @@ def test_density_counts_are_real(quick_run: Path) -> None:
 def test_targets_are_each_met_missed_or_explained(quick_run: Path) -> None:
     results = json.loads((quick_run / "results.json").read_text(encoding="utf-8"))
     targets = results["targets"]
-    assert len(targets) == 8
+    assert len(targets) == 12
     for item in targets:
         if item["met"] is None:
             assert item["note"], item  # n/a must say why
@@ -92,7 +96,7 @@ def test_targets_are_each_met_missed_or_explained(quick_run: Path) -> None:
     assert markdown.count("**met**") + markdown.count("**missed**") == sum(
         item["met"] is not None for item in targets
     )
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
         assert heading in markdown
     for label in ("securemem", "libsodium", "OpenSSL", "mmap+mlock", "bytearray"):
         assert f"| {label}" in markdown, label

@@ -247,9 +247,11 @@ def test_no_thread_for_prefetch_never_reaches_the_user(monkeypatch: pytest.Monke
     def refuse(*_: object) -> None:
         raise RuntimeError("can't start new thread")
 
-    # (the prefetcher starts its bare thread through the _thread module itself)
+    # (the prefetcher starts its bare thread through the _thread module itself; a kernel
+    # written in Python, here the real one behind the fault-injecting wrapper, is locked
+    # ahead by such a thread: NativeKernel's own worker is native and never calls _thread)
     monkeypatch.setattr(_thread, "start_new_thread", refuse)
-    arena = Arena(prefetch=True, region_pages=4, reserve_pages=0)
+    arena = Arena(kernel=FaultInjectingKernel(), prefetch=True, region_pages=4, reserve_pages=0)
     secrets = [SecureBytes(bytes([n + 1]) * 1024, arena=arena) for n in range(40)]
     assert arena.prefetcher is not None
     assert arena.prefetcher.counters()["failed"] >= 1

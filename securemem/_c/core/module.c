@@ -1,0 +1,39 @@
+/* securemem._core: module set-up and the one fork hook. */
+#include "core.h"
+
+static int registered_fork_hook = 0;
+
+static int core_exec(PyObject *module) {
+    if (sm_arena_type_init(module) < 0 || sm_secret_type_init(module) < 0)
+        return -1;
+    if (!registered_fork_hook) {
+        /* In a forked child every parent secret reports closed (the generation goes
+           up) and every arena starts over with a fresh mutex: mlock does not survive
+           fork, and a parent thread may have held the mutex at the moment of it. */
+        if (pthread_atfork(NULL, NULL, sm_after_fork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "securemem: pthread_atfork failed");
+            return -1;
+        }
+        registered_fork_hook = 1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, (void *)core_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    "securemem._core",
+    "securemem's allocator and SecureBytes type, in C (see docs/design.md).",
+    0,
+    NULL,
+    core_slots,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&core_module); }
