@@ -752,7 +752,18 @@ static PyObject *secret_check(PyObject *self, PyObject *unused) {
     sm_secret *s = (sm_secret *)self;
     if (check_open(s) < 0)
         return NULL;
-    if (s->kind == KIND_GUARDED && !sm_guarded_check(s->owner)) {
+    if (s->kind != KIND_GUARDED)
+        Py_RETURN_NONE;
+    /* the canary shares the data pages: a no-access secret is opened for reading while
+       checked (reading it as it is would fault), then its protection is restored */
+    sm_guarded *g = s->owner;
+    int previous = g->protection;
+    if (previous == SM_PROT_NONE && sm_guarded_protect(s->arena, g, SM_PROT_READ) < 0)
+        return NULL;
+    int intact = sm_guarded_check(g);
+    if (previous == SM_PROT_NONE && sm_guarded_protect(s->arena, g, previous) < 0)
+        return NULL;
+    if (!intact) {
         char message[300];
         snprintf(message, sizeof message,
                  "the canary around a guarded secret of %zu bytes was overwritten: something "
