@@ -12,7 +12,16 @@ Two extension modules sit under the package, and everything else asks this one:
 
 from __future__ import annotations
 
-from securemem._core import ArenaCore, SecureBytesBase, fork_generation, set_default_factory
+from securemem._core import (
+    ArenaCore,
+    SecureBytesBase,
+    fork_generation,
+    open_secret_count,
+    purge_count,
+    purge_secrets,
+    release_free_pages,
+    set_default_factory,
+)
 from securemem._native import ffi, lib
 
 __all__ = [
@@ -21,5 +30,9 @@ __all__ = [
     "ffi",
     "fork_generation",
     "lib",
+    "open_secret_count",
+    "purge_count",
+    "purge_secrets",
+    "release_free_pages",
     "set_default_factory",
 ]
