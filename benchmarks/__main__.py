@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         _systems.naive_system(),
         _systems.bytearray_system(),
     ]
-    # 15 turns of 10 ms batches: the full run stays near a minute on a busy 2-CPU machine.
-    budget, repeats = (0.002, 3) if quick else (0.01, 15)
+    # 20 turns of 10 ms batches: the full run stays near a minute on a busy 2-CPU machine.
+    budget, repeats = (0.002, 3) if quick else (0.01, 20)
     results: dict[str, Any] = {"machine": info, "quick": quick}
 
     def step(name: str) -> None:

@@ -32,6 +32,8 @@ MODES = {
     "view-del": 10000,
     "guarded-close": 1000,
     "guarded-del": 1000,
+    "secretmem-del": 10000,
+    "secretmem-view-del": 10000,
 }
 
 

@@ -224,3 +224,37 @@ def hook_storm_attack(trigger: str, operation: str, guarded: bool, rounds: int) 
         "corrupted": corrupted,
         "foreign_reads": foreign_reads,
     }
+
+
+def buffer_hook_attack(operation: str, guarded: bool) -> dict[str, Any]:
+    """Python 3.12+: a value whose ``__buffer__`` closes the secret and refills its slot,
+    handed to slice assignment or ``==``. The core takes the value's buffer before it checks
+    the secret, or the secret it checked is gone when it writes."""
+    victim = SecureBytes(bytes([MINE]) * SIZE, guarded=guarded)
+    others: list[SecureBytes] = []
+    length = SIZE // 2 if operation == "a[::2] = value" else SIZE
+    fill = OTHER if operation == "a == value" else WRITTEN
+
+    class Hooked:
+        def __buffer__(self, flags: int) -> memoryview:
+            victim.close()
+            others.extend(_others(guarded))
+            return memoryview(bytes([fill]) * length)
+
+    equal = None
+    try:
+        if operation == "a[:] = value":
+            victim[:] = Hooked()
+        elif operation == "a[::2] = value":
+            victim[::2] = Hooked()
+        else:
+            equal = victim == Hooked()
+        outcome = "completed"
+    except SecureBytesClosedError:
+        outcome = "refused"
+    return {
+        "outcome": outcome,
+        "equal": equal,
+        "hook_ran": bool(others),
+        "others_corrupted": _corrupted(others),
+    }

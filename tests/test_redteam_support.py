@@ -34,7 +34,8 @@ def describe_exit(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def _child_code(module: str, function: str, kwargs: dict[str, Any]) -> str:
+def child_code(module: str, function: str, kwargs: dict[str, Any]) -> str:
+    """Python source that calls ``module.function(**kwargs)`` and prints ``RESULT <json>``."""
     return (
         "import importlib, json, sys\n"
         f"function = getattr(importlib.import_module({module!r}), {function!r})\n"
@@ -53,7 +54,7 @@ def in_child(
     """
     from tests.conftest import run_python  # the parent only: a child imports no pytest
 
-    result = run_python(_child_code(module, function, kwargs), memlock=memlock, timeout=timeout)
+    result = run_python(child_code(module, function, kwargs), memlock=memlock, timeout=timeout)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, (
         f"{module}.{function}({kwargs}) in a child: {describe_exit(result.returncode)}\n"
@@ -67,7 +68,7 @@ def child_exit(module: str, function: str, **kwargs: Any) -> tuple[int, str]:
     code (negative: the signal that ended it) and what it printed on stdout."""
     from tests.conftest import run_python
 
-    result = run_python(_child_code(module, function, kwargs), timeout=120)
+    result = run_python(child_code(module, function, kwargs), timeout=120)
     return result.returncode, result.stdout
 
 
