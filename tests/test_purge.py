@@ -568,3 +568,51 @@ def test_a_forked_child_purges_only_its_own_secrets() -> None:
 def test_exported_in_the_api() -> None:
     assert {"purge", "purge_on_exit", "PurgeOnExit"} <= set(securemem.__all__)
     assert securemem.purge is purge and securemem.purge_on_exit.__doc__
+
+
+# -- other kernels, and user code running mid-purge ------------------------------------------
+
+
+@pytest.mark.parametrize("system", ["linux", "openbsd", "freebsd", "posix"])
+def test_simulated_systems_end_with_nothing_locked_or_mapped(system: str) -> None:
+    from securemem.testing import SimulatedKernel
+
+    kernel = SimulatedKernel(system, superuser=True)
+    arena = Arena(kernel=kernel, reserve_pages=4, prefetch=system == "freebsd")
+    held = [SecureBytes(b"s" * n, arena=arena) for n in (16, 300, 5000, 20000)]
+    held.append(SecureBytes(b"guarded", arena=arena, guarded=True))
+    assert kernel.locked_pages()
+    purge()
+    assert all(s.closed for s in held)
+    assert kernel.locked_pages() == {} and kernel.mapped_ranges() == []
+    assert arena.stats().locked_bytes == 0 and arena.stats().mapped_bytes == 0
+
+
+def test_a_kernel_that_purges_from_inside_a_purge(monkeypatch: pytest.MonkeyPatch) -> None:
+    # User code (a Python kernel's method) running mid-purge starts another purge: the
+    # arena it is inside refuses the nested release (re-entered), nothing crashes, and
+    # every secret ends closed; the next purge gives the rest back.
+    from securemem.testing import SimulatedKernel
+
+    class Reentrant(SimulatedKernel):
+        depth = 0
+
+        def unlock(self, address: int, length: int) -> None:
+            super().unlock(address, length)
+            if Reentrant.depth == 0:
+                Reentrant.depth += 1
+                purge()
+                Reentrant.depth -= 1
+
+    reports: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", reports.append)
+    kernel = Reentrant("linux", superuser=True)
+    arena = Arena(kernel=kernel, reserve_pages=0)
+    held = [SecureBytes(b"x" * n, arena=arena) for n in (16, 5000, 9000)]
+    held += [SecureBytes(b"g" * 40, arena=arena, guarded=True) for _ in range(2)]
+    held += [SecureBytes(b"y" * 40) for _ in range(3)]
+    purge()
+    assert all(s.closed for s in held) and open_secret_count() == 0
+    purge()
+    assert kernel.locked_pages() == {} and arena.stats().locked_bytes == 0
+    assert reports == [], "a nested purge is expected, not an error to report"

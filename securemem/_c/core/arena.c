@@ -941,6 +941,7 @@ int sm_guarded_close(sm_arena *a, sm_guarded *g, int views_alive) {
             unlock_arena(a);
         } else {
             PyErr_Clear();
+            g->released = 2; /* re-entered: release_reserve() (or a purge) unmaps it */
         }
     }
     if (!intact) {
@@ -1122,7 +1123,8 @@ void sm_release_free_everywhere(void) {
     for (Py_ssize_t i = 0; arenas != NULL && i < PyList_Size(arenas); i++) {
         sm_arena *a = (sm_arena *)PyList_GetItem(arenas, i);
         if (lock_arena(a) < 0) {
-            swallow();
+            PyErr_Clear(); /* a purge nested inside this arena's own change: the outer one
+                              gives its pages back */
             continue;
         }
         release_everything_free(a);
