@@ -90,12 +90,26 @@ class Report:
         return not self.missing
 
 
-def secrets_that_fit(limit: int | None, page_size: int, size: int = 64) -> int | None:
-    """How many secrets of ``size`` bytes fit in ``limit`` locked bytes (None: no limit)."""
+def secrets_that_fit(
+    limit: int | None,
+    page_size: int,
+    size: int = 64,
+    backend: Backend = "anonymous",
+    region_pages: int = 64,
+) -> int | None:
+    """How many secrets of ``size`` bytes fit in ``limit`` locked bytes (None: no limit).
+
+    The anonymous backend locks only the pages that hold secrets. memfd_secret is charged
+    whole regions when they are mapped, guard pages included (``region_pages`` usable pages
+    plus two), so only whole regions count there.
+    """
     if limit is None:
         return None
     slot = next(c for c in SIZE_CLASSES if c >= size) if size <= SIZE_CLASSES[-1] else size
-    return (limit // page_size) * (page_size // slot)
+    per_page = page_size // slot
+    if backend == "secretmem":
+        return (limit // ((region_pages + 2) * page_size)) * region_pages * per_page
+    return (limit // page_size) * per_page
 
 
 def _missing(
@@ -158,7 +172,7 @@ def examine(
         page_size=page_size,
         memlock_soft=soft,
         memlock_hard=hard,
-        secrets_of_64_bytes_that_fit=secrets_that_fit(soft, page_size),
+        secrets_of_64_bytes_that_fit=secrets_that_fit(soft, page_size, backend=backend),
         secret_locked=locked,
         secret_flags=flags,
         vmlck_bytes=vmlck,
