@@ -18,7 +18,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Literal
 
-from securemem import _lockmemory
 from securemem._binding import ArenaCore, set_default_factory
 from securemem._kernel import Kernel, NativeKernel
 from securemem._prefetch import NativePrefetcher, Prefetcher
@@ -136,7 +135,6 @@ class Arena(ArenaCore):
             self.prefetcher = NativePrefetcher(self, region_pages + 2)
         elif prefetch:
             self.prefetcher = Prefetcher(chosen, region_pages + 2)
-        _lockmemory.register_arena(self)  # lock_memory() refuses this arena's pages
 
     def _warn_lock_failed(self) -> None:
         """Policy ``warn``: one warning per arena, pointing at the user's line, never a flood.

@@ -15,6 +15,7 @@ from __future__ import annotations
 from securemem._core import (
     ArenaCore,
     SecureBytesBase,
+    all_arena_ranges,
     fork_generation,
     open_secret_count,
     purge_count,
@@ -27,6 +28,7 @@ from securemem._native import ffi, lib
 __all__ = [
     "ArenaCore",
     "SecureBytesBase",
+    "all_arena_ranges",
     "ffi",
     "fork_generation",
     "lib",

@@ -20,12 +20,10 @@ import weakref
 from types import TracebackType
 from typing import Any
 
-from securemem._binding import ffi
+from securemem._binding import all_arena_ranges, ffi
 from securemem._kernel import Kernel, NativeKernel
 from securemem._pagelocks import PageLocks
 
-# Which arenas exist, to refuse their memory (see module docstring).
-_arenas: weakref.WeakSet[Any] = weakref.WeakSet()
 _tables: weakref.WeakKeyDictionary[Kernel, PageLocks] = weakref.WeakKeyDictionary()
 _table_lock = threading.Lock()  # PageLocks is not thread-safe by itself
 _native: NativeKernel | None = None
@@ -37,11 +35,6 @@ def forget_after_fork() -> None:
     global _table_lock
     _table_lock = threading.Lock()
     _tables.clear()
-
-
-def register_arena(arena: Any) -> None:
-    """Called by every arena: its mapped ranges are off limits to :func:`lock_memory`."""
-    _arenas.add(arena)
 
 
 def _default_kernel() -> Kernel:
@@ -166,14 +159,14 @@ def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
     address = int(ffi.cast("uintptr_t", ffi.from_buffer(view))) if view.nbytes else 0
     length = view.nbytes
     if length:
-        for arena in list(_arenas):
-            for base, size in [*arena.mapped_ranges(), *arena.guarded_ranges.items()]:
-                if address < base + size and base < address + length:
-                    view.release()
-                    raise ValueError(
-                        "lock_memory() was given memory of a securemem arena (a SecureBytes "
-                        "or its view): it is locked already and its arena keeps its counts"
-                    )
+        # every live arena's mappings (the native core's one registry of arenas)
+        for base, size in all_arena_ranges():
+            if address < base + size and base < address + length:
+                view.release()
+                raise ValueError(
+                    "lock_memory() was given memory of a securemem arena (a SecureBytes "
+                    "or its view): it is locked already and its arena keeps its counts"
+                )
         with _table_lock:
             _table(kernel).acquire(address, length)
     return LockedMemory(view, address, kernel)

@@ -14,16 +14,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(
     """
     /* What this build of the platform has (1) or lacks (0). */
-    static const int HAVE_MLOCK2;
     static const int HAVE_MEMFD_SECRET;
     static const int HAVE_AIO_MLOCK;
-    static const int HAVE_MADV_DONTDUMP;
-    static const int HAVE_MADV_WIPEONFORK;
-    static const int HAVE_MADV_DONTFORK;
-    static const int HAVE_MAP_NOCORE;
-    static const int HAVE_MAP_CONCEAL;
-    static const int HAVE_MINHERIT_ZERO;
-    static const int HAVE_PR_SET_DUMPABLE;
 
     /* Advice and protection codes, our own numbering (mapped in C). */
     static const int SM_ADVICE_DONTDUMP;
@@ -43,18 +35,12 @@ ffibuilder.cdef(
     int sm_advise(void *address, size_t length, int advice);
     int sm_protect(void *address, size_t length, int protection);
     int sm_memlock_limit(uint64_t *soft, uint64_t *hard);
-    int sm_set_memlock_limit(uint64_t soft, uint64_t hard);
     int sm_disable_core_dumps(void);
-    int sm_core_dumps_disabled(void);
     int sm_dumpable(void);
-    void *sm_map_zero_at(void *address, size_t length);
-    int sm_random(void *buffer, size_t length);
     int sm_defer_signals(void);
     void sm_restore_signals(void);
     void sm_wipe(void *address, size_t length);
     void sm_wipe_at(uintptr_t address, size_t length);
-    int sm_equal(const void *a, const void *b, size_t length);
-    int sm_is_zero(const void *address, size_t length);
     size_t sm_burn_stack(size_t length);
 
     /* FreeBSD aio_mlock(2); stubs returning ENOSYS elsewhere. */

@@ -125,17 +125,6 @@ int sm_memlock_limit(uint64_t *soft, uint64_t *hard) {
 #endif
 }
 
-int sm_set_memlock_limit(uint64_t soft, uint64_t hard) {
-#ifdef RLIMIT_MEMLOCK
-    struct rlimit rl;
-    rl.rlim_cur = soft == UINT64_MAX ? RLIM_INFINITY : (rlim_t)soft;
-    rl.rlim_max = hard == UINT64_MAX ? RLIM_INFINITY : (rlim_t)hard;
-    return setrlimit(RLIMIT_MEMLOCK, &rl);
-#else
-    (void)soft; (void)hard; errno = ENOSYS; return -1;
-#endif
-}
-
 int sm_disable_core_dumps(void) {
     struct rlimit rl;
     rl.rlim_cur = 0; rl.rlim_max = 0;
@@ -153,16 +142,6 @@ int sm_dumpable(void) {
 #else
     return -1;
 #endif
-}
-
-int sm_core_dumps_disabled(void) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_CORE, &rl) != 0) return -1;
-    if (rl.rlim_cur == 0) return 1;
-#if HAVE_PR_SET_DUMPABLE
-    if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0) return 1;
-#endif
-    return 0;
 }
 
 /* Fill from the OS CSPRNG; getrandom/getentropy never return short reads
@@ -274,13 +253,6 @@ size_t sm_burn_stack(size_t length) {
     if (length > room) length = room;
     if (length > 0) sm_burn_area(length);
     return length;
-}
-
-int sm_is_zero(const void *address, size_t length) {
-    const unsigned char *p = (const unsigned char *)address;
-    unsigned char acc = 0;
-    for (size_t i = 0; i < length; i++) acc |= p[i];
-    return acc == 0;
 }
 
 #if HAVE_AIO_MLOCK

@@ -383,7 +383,13 @@ static void slab_emptied(sm_arena *a, sm_slab *s) {
     trim_reserve(a);
 }
 
+static void guarded_unmap(sm_arena *a, sm_guarded *g);
+
 static void release(sm_arena *a, int kind, void *owner, uintptr_t address) {
+    if (kind == KIND_GUARDED) { /* counted out at close already: only the mapping goes */
+        guarded_unmap(a, owner);
+        return;
+    }
     a->live--;
     if (kind == KIND_SLOT) {
         sm_slab *s = owner;
@@ -935,15 +941,8 @@ int sm_guarded_close(sm_arena *a, sm_guarded *g, int views_alive) {
         PyErr_Clear();
     }
     g->released = 1;
-    if (!views_alive) {
-        if (lock_arena(a) == 0) {
-            guarded_unmap(a, g);
-            unlock_arena(a);
-        } else {
-            PyErr_Clear();
-            g->released = 2; /* re-entered: release_reserve() (or a purge) unmaps it */
-        }
-    }
+    if (!views_alive)
+        sm_free(a, KIND_GUARDED, g, 0); /* now, or queued if the arena is mid-change */
     if (!intact) {
         char message[400];
         snprintf(message, sizeof message,
@@ -959,15 +958,7 @@ int sm_guarded_close(sm_arena *a, sm_guarded *g, int views_alive) {
 }
 
 void sm_guarded_views_gone(sm_arena *a, sm_guarded *g);
-void sm_guarded_views_gone(sm_arena *a, sm_guarded *g) {
-    if (pthread_mutex_trylock(&a->mutex) != 0) {
-        g->released = 2; /* busy: left in the list, release_reserve() unmaps it */
-        return;
-    }
-    __atomic_store_n(&a->owner, this_thread(), __ATOMIC_RELAXED);
-    guarded_unmap(a, g);
-    unlock_arena(a);
-}
+void sm_guarded_views_gone(sm_arena *a, sm_guarded *g) { sm_free(a, KIND_GUARDED, g, 0); }
 
 int sm_guarded_check(sm_guarded *g);
 int sm_guarded_check(sm_guarded *g) { return guarded_intact(g); }
@@ -1424,7 +1415,32 @@ static PyObject *get_generation(PyObject *module, PyObject *unused) {
     return PyLong_FromUnsignedLongLong(sm_generation);
 }
 
+/* (address, length) of every mapping of every live arena: lock_memory refuses them. */
+static PyObject *all_arena_ranges(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    PyObject *list = PyList_New(0);
+    for (sm_arena *a = registry; list && a; a = a->reg_next) {
+        for (size_t k = 0; list && k < a->nregions; k++) {
+            PyObject *item = Py_BuildValue("(nn)", (Py_ssize_t)a->regions[k]->base,
+                                           (Py_ssize_t)a->regions[k]->length);
+            if (item == NULL || PyList_Append(list, item) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(item);
+        }
+        for (sm_guarded *g = a->guarded; list && g; g = g->next) {
+            PyObject *item = Py_BuildValue("(nn)", (Py_ssize_t)g->base, (Py_ssize_t)g->length);
+            if (item == NULL || PyList_Append(list, item) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(item);
+        }
+    }
+    return list;
+}
+
 static PyMethodDef arena_functions[] = {
+    {"all_arena_ranges", all_arena_ranges, METH_NOARGS,
+     "(address, length) of every mapping of every live arena."},
     {"set_default_factory", set_default_factory, METH_O,
      "The callable that makes the default arena on first use."},
     {"fork_generation", get_generation, METH_NOARGS,
