@@ -616,3 +616,56 @@ def test_a_kernel_that_purges_from_inside_a_purge(monkeypatch: pytest.MonkeyPatc
     purge()
     assert kernel.locked_pages() == {} and arena.stats().locked_bytes == 0
     assert reports == [], "a nested purge is expected, not an error to report"
+
+
+def test_a_hostile_index_that_purges_cannot_write_into_a_new_secret() -> None:
+    victim = SecureBytes(b"v" * 32)
+    made: list[SecureBytes] = []
+
+    class Index:
+        def __index__(self) -> int:
+            purge()  # the secret is closed between the conversion and the write...
+            made.append(SecureBytes(b"n" * 32))  # ...and its slot may be handed out again
+            return 0
+
+    with pytest.raises(SecureBytesClosedError):
+        victim[Index()] = 0x58
+    assert made[0] == b"n" * 32, "the write landed in another secret"
+    made[0].close()
+
+
+HASHING = """
+import hashlib, json, threading, time
+from securemem import SecureBytes, SecureBytesClosedError, purge
+size = 64 << 20
+whole = hashlib.sha256(b"h" * size).hexdigest()
+outcomes = []
+for attempt in range(6):  # until a purge lands inside the hash
+    secret = SecureBytes(size)
+    secret[:] = b"h" * size
+    started, digests = threading.Event(), []
+    def work():
+        started.set()
+        try:
+            digests.append(hashlib.sha256(secret).hexdigest())  # the GIL is let go
+        except SecureBytesClosedError:
+            digests.append("closed before the hash began")
+    thread = threading.Thread(target=work)
+    thread.start()
+    started.wait()
+    time.sleep(0.005 * (attempt + 1))
+    purge()
+    thread.join()
+    outcomes.append("whole" if digests == [whole] else digests[0] if "closed" in digests[0]
+                    else "wiped mid-hash")
+    if outcomes[-1] == "wiped mid-hash" and secret.closed:
+        break
+print(json.dumps({"outcomes": outcomes}))
+"""
+
+
+def test_purge_while_native_code_reads_the_secret_without_the_gil() -> None:
+    # hashlib holds a buffer export and reads with the GIL released: the purge wipes
+    # under it, but the memory stays mapped until the export goes (no SIGSEGV)
+    outcomes = run_json(HASHING)["outcomes"]
+    assert outcomes[-1] == "wiped mid-hash", outcomes  # and the child did not crash
