@@ -337,7 +337,8 @@ for t in threads:
     t.join()
 purge_and_check()
 print(json.dumps({"purges": purges[0], "purged": purged[0], "missed": missed[0],
-                  "foreign": foreign[0], "errors": errors, "operations": operations[0], "closed_seen": closed_seen[0],
+                  "foreign": foreign[0], "errors": errors, "operations": operations[0],
+                  "closed_seen": closed_seen[0],
                   "open": securemem._binding.open_secret_count(),
                   "locked": [a.stats().locked_bytes for a in arenas]}))
 """
