@@ -115,11 +115,14 @@ def purge_on_exit(signals: Iterable[int] = DEFAULT_SIGNALS) -> PurgeOnExit:
 
     After purging, the process ends the way it would have: the handler that was
     installed before is called (for SIGINT, Python's default raises
-    ``KeyboardInterrupt`` as usual), a signal that was ignored stays ignored, and a
-    signal with the default action gets it: the handler is reset to ``SIG_DFL`` and
-    the signal sent again, so the exit status says killed by that signal (SIGQUIT
-    still dumps core, with every secret wiped first). Defaults: SIGINT, SIGTERM,
-    SIGHUP and SIGQUIT; ``signals=()`` purges only at exit.
+    ``KeyboardInterrupt`` as usual), and a signal with the default action gets it:
+    the handler is reset to ``SIG_DFL`` and the signal sent again, so the exit status
+    says killed by that signal (SIGQUIT still dumps core, with every secret wiped
+    first). A signal that is ignored when this is called (SIGHUP under ``nohup``) is
+    left alone: it would not end the process. Defaults: SIGINT, SIGTERM, SIGHUP and
+    SIGQUIT; ``signals=()`` purges only at exit. A handler of yours that keeps the
+    process running (SIGHUP to reload, say) would find every secret purged: leave
+    that signal out.
 
     Calling it again is harmless: signals handled already keep their original
     previous handler, new ones are added. Returns a :class:`PurgeOnExit` handle whose
@@ -149,6 +152,8 @@ def purge_on_exit(signals: Iterable[int] = DEFAULT_SIGNALS) -> PurgeOnExit:
                     "which Python cannot call after the purge: leave it out of signals="
                 )
         for number in fresh:
+            if signal.getsignal(number) == signal.SIG_IGN:
+                continue  # it would not end the process (nohup's SIGHUP): nothing to purge for
             _STATE.previous[number] = signal.signal(number, _on_signal)
         if not _STATE.at_exit:
             atexit.register(_at_exit)

@@ -394,6 +394,20 @@ def test_a_signal_purges_then_calls_the_previous_python_handler() -> None:
         signal.signal(signal.SIGUSR1, previous)
 
 
+def test_an_ignored_signal_is_left_alone() -> None:
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        secret = SecureBytes(b"kept")
+        handle = purge_on_exit()
+        assert signal.SIGHUP not in handle.signals and signal.SIGTERM in handle.signals
+        signal.raise_signal(signal.SIGHUP)
+        assert not secret.closed, "a hangup under nohup must not wipe a running process"
+        secret.close()
+    finally:
+        _purge.PurgeOnExit().undo()
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_bad_signals_are_refused_by_name() -> None:
     with pytest.raises(TypeError, match="iterable of signal numbers"):
         purge_on_exit(signal.SIGTERM)  # type: ignore[arg-type]
