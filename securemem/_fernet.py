@@ -72,8 +72,9 @@ def fernet_encrypt(
     plaintext is built in locked memory; the token is not secret.
     """
     signing_key, encryption_key = _key_halves(key)
-    source = as_byte_view(plaintext)
+    source = None
     try:
+        source = as_byte_view(plaintext)  # inside: a closed plaintext must release the key
         pad = _BLOCK - source.nbytes % _BLOCK
         with SecureBytes(source.nbytes + pad) as padded:
             padded[: source.nbytes] = source
@@ -90,7 +91,8 @@ def fernet_encrypt(
         token += _mac(signing_key, token).finalize()
         return base64.urlsafe_b64encode(token)
     finally:
-        source.release()
+        if source is not None:
+            source.release()
         signing_key.release()
         encryption_key.release()
         # OpenSSL's HMAC and AES left key and plaintext bits in the registers and on the stack

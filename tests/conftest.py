@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -107,3 +108,14 @@ def arena() -> Iterator[Arena]:
 def _default_arena_left_consistent() -> Iterator[None]:
     yield
     assert_locks_match_kernel(default_arena())
+
+
+def pytest_report_header() -> str:
+    """The releases the run tests against: copy counts differ between cryptography releases."""
+    versions = []
+    for name in ("cryptography", "cffi", "hypothesis"):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return "securemem tests against " + ", ".join(versions)

@@ -64,12 +64,28 @@ def outside(marker: Marker) -> int:
     key copy :func:`securemem.crypto.aead` gives an AEAD): it is wiped on release. The other
     live markers' workspaces are the measurement's own, not copies the code under test made.
     """
+    return sum(1 for found in marker.scan().found if not _in_locked_or_marker(found, marker))
+
+
+def inside(marker: Marker, *objects: bytes | str) -> int:
+    """Copies of the marker inside the data of these live ``bytes``/ASCII ``str`` objects.
+
+    For copies a library keeps in Python objects: those are counted exactly, while copies in
+    objects already freed are not (whether the allocator reused that memory before the scan
+    depends on everything the process allocated since; such counts flip between runs).
+    """
+    spans = []
+    for item in objects:
+        start = id(item) + sys.getsizeof(type(item)()) - 1  # CPython: data after the header
+        spans.append((start, start + len(item)))
+    return sum(1 for found in marker.scan().found if any(lo <= found < hi for lo, hi in spans))
+
+
+def _in_locked_or_marker(address: int, marker: Marker) -> bool:
     ranges = [(base, base + length) for base, length in default_arena().mapped_ranges()]
     # Other markers' own workspaces (a marker of a whole key holds each of its halves).
     ranges += [o._range for o in gc.get_objects() if isinstance(o, Marker) and o is not marker]
-    return sum(
-        1 for found in marker.scan().found if not any(lo <= found < hi for lo, hi in ranges)
-    )
+    return any(low <= address < high for low, high in ranges)
 
 
 def read(keys: Path, name: str) -> SecureBytes:
@@ -260,7 +276,7 @@ def case_cryptography__fernet(keys: Path) -> Counts:
 
     from cryptography.fernet import Fernet
 
-    with secret_marker() as (marker, key), Marker(40) as plaintext_marker:
+    with secret_marker() as (_, key), Marker(40) as plaintext_marker:
         signing = Marker.copy_of(key.view()[:16])
         encryption = Marker.copy_of(key.view()[16:])
         encoded = base64.urlsafe_b64encode(key.view())  # what Fernet wants: base64 bytes
@@ -268,20 +284,10 @@ def case_cryptography__fernet(keys: Path) -> Counts:
         # Fernet.encrypt takes nothing but bytes: the plaintext has to be copied into one.
         token = fernet.encrypt(bytes(plaintext_marker.view()))
         decrypted = fernet.decrypt(token)
-        alive = {
-            "key_alive": outside(marker),
-            "signing_half_alive": outside(signing),
-            "encryption_half_alive": outside(encryption),
-            "plaintext_alive": outside(plaintext_marker),
-        }
-        del fernet, decrypted, encoded
-        released()
         counts = {
-            **alive,
-            "key_after": outside(marker),
-            "signing_half_after": outside(signing),
-            "encryption_half_after": outside(encryption),
-            "plaintext_after": outside(plaintext_marker),
+            "signing_half_in_fernet": inside(signing, fernet._signing_key),
+            "encryption_half_in_fernet": inside(encryption, fernet._encryption_key),
+            "plaintext_returned": inside(plaintext_marker, decrypted),
         }
         signing.close()
         encryption.close()
@@ -424,43 +430,45 @@ def case_ssl__sendall_recv_into(keys: Path) -> Counts:
 def case_paramiko__ed25519_from_private_key(keys: Path) -> Counts:
     import paramiko  # type: ignore[import-untyped, unused-ignore]
 
-    with (
-        seed_marker(keys) as marker,
-        text_marker(keys, "ed25519.openssh", OPENSSH_TEXT_SLICE) as text_copies,
-    ):
+    with seed_marker(keys) as marker:
         with read(keys, "ed25519.openssh") as text:
             # paramiko reads text lines: the file has to become a str.
             key = paramiko.Ed25519Key.from_private_key(io.StringIO(str(text.view(), "ascii")))
         key.sign_ssh_data(MESSAGE)
-        alive = {"key_alive": outside(marker), "text_alive": outside(text_copies)}
-        del key
-        released()
-        return {**alive, "key_after": outside(marker), "text_after": outside(text_copies)}
+        signing_key = key._signing_key  # PyNaCl's SigningKey: the seed, and seed + public key
+        return {"in_the_key_object": inside(marker, signing_key._seed, signing_key._signing_key)}
 
 
 def _bignum_counts(
-    make: Callable[[], Any], keys: Path, number: str, text: Marker, *algorithm: str
+    make: Callable[[], Any],
+    keys: Path,
+    number: str,
+    text: Marker,
+    *algorithm: str,
+    python_copies: bool = False,
 ) -> Counts:
-    """Copies of a private number (file ``number``, big-endian) and of the key file's text."""
+    """Copies of a private number (file ``number``) and of the key file's text.
+
+    Big-endian is how the file holds the number, little-endian how OpenSSL's BIGNUMs do (64-bit
+    limbs, least significant first). ``python_copies``: the path decodes the file in Python
+    objects that it frees again; their big-endian and text copies are then not counted (see
+    :func:`inside`), only OpenSSL's.
+    """
     with read(keys, number) as value:
         big = Marker.copy_of(value.view())
         little = reversed_marker(value)
     with big, little, text:
         key = make()
         key.sign_ssh_data(MESSAGE, *algorithm)
-        alive = {
-            "big_endian_alive": outside(big),
-            "little_endian_alive": outside(little),
-            "text_alive": outside(text),
-        }
+        counts = {"little_endian_alive": outside(little)}
+        if not python_copies:
+            counts |= {"big_endian_alive": outside(big), "text_alive": outside(text)}
         del key
         released()
-        return {
-            **alive,
-            "big_endian_after": outside(big),
-            "little_endian_after": outside(little),
-            "text_after": outside(text),
-        }
+        counts["little_endian_after"] = outside(little)
+        if not python_copies:
+            counts |= {"big_endian_after": outside(big), "text_after": outside(text)}
+        return counts
 
 
 @case
@@ -471,7 +479,9 @@ def case_paramiko__rsa_from_private_key(keys: Path) -> Counts:
         with read(keys, "rsa.pem") as text:
             return paramiko.RSAKey.from_private_key(io.StringIO(str(text.view(), "ascii")))
 
-    return _bignum_counts(make, keys, "rsa.p", rsa_text(keys), "rsa-sha2-256")
+    return _bignum_counts(
+        make, keys, "rsa.p", rsa_text(keys), "rsa-sha2-256", python_copies=True
+    )
 
 
 @case
@@ -558,32 +568,73 @@ def _count_decoded(text: str, marker: Marker, *, stdlib: bool) -> int:
         return outside(marker)
 
 
-def _env_counts(keys: Path, *, stdlib: bool) -> Counts:
-    """The secret arrives hex-encoded in the environment variable SECRET_HEX."""
+def on_stack(marker: Marker) -> tuple[int, int]:
+    """(copies on the main thread's stack, copies elsewhere outside locked memory)."""
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        stacks = [
+            tuple(int(part, 16) for part in line.split()[0].split("-"))
+            for line in maps
+            if line.rstrip().endswith("[stack]")
+        ]
+    found = [a for a in marker.scan().found if not _in_locked_or_marker(a, marker)]
+    stacked = sum(1 for a in found if any(low <= a < high for low, high in stacks))
+    return stacked, len(found) - stacked
+
+
+def _env_counts(keys: Path, variable: str, text: Marker, *, stdlib: bool = False) -> Counts:
+    """The secret arrives encoded in an environment variable.
+
+    Counted apart: the C environment block (on the process's stack, put there by the kernel
+    at exec) and Python's own copy. Once freed, whether Python's copy has been reused depends
+    on everything the process allocated since, so only the environment block is counted after
+    ``del os.environ[...]``: it is never freed, only unlinked.
+    """
     with read(keys, "env.raw") as raw:
         marker = Marker.copy_of(raw.view())
-        text = hex_marker(raw)
     with marker, text:
-        at_start = outside(text)
-        decoded = _count_decoded(os.environ["SECRET_HEX"], marker, stdlib=stdlib)
-        del os.environ["SECRET_HEX"]
+        block, python = on_stack(text)
+        value = os.environ[variable]
+        if stdlib:
+            decoded_bytes = bytes.fromhex(value)  # an unwipeable copy
+            secret = SecureBytes(decoded_bytes)
+        elif variable == "SECRET_B64":
+            secret = SecureBytes.from_base64(value)
+        else:
+            secret = SecureBytes.from_hex(value)
+        with secret:
+            decoded = outside(marker)
+        counts = {"environ_block": block, "python_text": python, "decoded": decoded}
+        if stdlib:
+            del decoded_bytes
+        del value, os.environ[variable]
         released()
-        return {
-            "text_at_start": at_start,
-            "decoded": decoded,
-            "text_after_del": outside(text),
-            "decoded_after": outside(marker),
-        }
+        counts["environ_block_after_del"] = on_stack(text)[0]
+        if not stdlib:
+            counts["decoded_after"] = outside(marker)
+        return counts
+
+
+def env_text(keys: Path, encoding: str) -> Marker:
+    with read(keys, "env.raw") as raw:
+        if encoding == "hex":
+            return hex_marker(raw)
+        with raw.to_base64() as encoded:
+            return Marker.copy_of(encoded.view())
 
 
 @case
 def case_env__from_hex(keys: Path) -> Counts:
-    return _env_counts(keys, stdlib=False)
+    return _env_counts(keys, "SECRET_HEX", env_text(keys, "hex"))
 
 
 @case
 def case_env__bytes_fromhex(keys: Path) -> Counts:
-    return _env_counts(keys, stdlib=True)
+    return _env_counts(keys, "SECRET_HEX", env_text(keys, "hex"), stdlib=True)
+
+
+@case
+def case_env__from_base64(keys: Path) -> Counts:
+    return _env_counts(keys, "SECRET_B64", env_text(keys, "base64"))
 
 
 def _json_counts(keys: Path, *, stdlib: bool) -> Counts:
@@ -593,17 +644,17 @@ def _json_counts(keys: Path, *, stdlib: bool) -> Counts:
         text = hex_marker(raw)
     with marker, text:
         with read(keys, "config.json") as document:
-            config = json.loads(str(document.view(), "utf-8"))
-        text_alive = outside(text)
-        decoded = _count_decoded(config["key"], marker, stdlib=stdlib)
-        del config
-        released()
-        return {
-            "text_alive": text_alive,
-            "decoded": decoded,
-            "text_after": outside(text),
-            "decoded_after": outside(marker),
+            document_text = str(document.view(), "utf-8")  # json.loads takes no buffer
+        config = json.loads(document_text)
+        counts = {
+            "text_alive": outside(text),  # the document and the value: both still referenced
+            "decoded": _count_decoded(config["key"], marker, stdlib=stdlib),
         }
+        del config, document_text
+        released()
+        if not stdlib:  # never copied: none after either (a freed copy is not counted)
+            counts["decoded_after"] = outside(marker)
+        return counts
 
 
 @case

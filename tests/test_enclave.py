@@ -1,5 +1,6 @@
 """Sealed secrets (securemem.Enclave) on the real kernel: round trips, tampering, the key's
-page protection, copies in memory, fork, threads, interrupts and the memory lock limit."""
+page protection, copies in memory and on the stack, core dumps, fork, threads, interrupts and
+the memory lock limit."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import pytest
@@ -33,6 +35,7 @@ from securemem import (
 from tests import copy_counts, stackview
 from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
+from tests.test_coredump import _gcore, needs_gcore
 
 
 def opened(enclave: Enclave) -> bytes:
@@ -482,6 +485,57 @@ def test_sharing_can_be_turned_off_again() -> None:
     )
     report = fork_report(code)
     assert "sealed by the parent" in str(report["error"])
+
+
+# -- core dumps -------------------------------------------------------------------------
+
+SEALER = """
+import sys
+from securemem import Enclave, _enclave
+
+def unmask(line, target):
+    for index, byte in enumerate(bytes.fromhex(line.decode().strip())):
+        target[index] = byte ^ 0x5A
+
+line = sys.stdin.buffer.readline()
+source = bytearray(len(line.strip()) // 2)
+unmask(line, source)
+enclave = Enclave.take(source)  # the bytearray is wiped: the enclave holds the only copy
+key = _enclave._KEY.key
+with key.accessible("readonly"), key.view() as view:
+    masked_key = "".join(f"{byte ^ 0x5A:02x}" for byte in view)  # small ints: no key copy
+print(enclave._ciphertext.hex(), masked_key, flush=True)
+sys.stdin.buffer.readline()  # hold everything until the dump is taken
+"""
+
+
+@needs_gcore
+def test_a_core_dump_holds_the_ciphertext_but_not_the_secret_or_the_key(
+    tmp_path: Path,
+) -> None:
+    secret = os.urandom(32)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SEALER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=child_env(),
+        cwd=REPO,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(bytes(b ^ 0x5A for b in secret).hex().encode() + b"\n")
+        process.stdin.flush()
+        line = process.stdout.readline().split()
+        assert len(line) == 2, "the sealing process died before it was ready"
+        ciphertext = bytes.fromhex(line[0].decode())
+        key = bytes(b ^ 0x5A for b in bytes.fromhex(line[1].decode()))
+        dump = _gcore(process.pid, tmp_path)
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+    assert ciphertext in dump, "the search cannot find the ciphertext: the test is broken"
+    assert secret not in dump
+    assert key not in dump  # its page is MADV_DONTDUMP, and no AEAD object outlived a seal
 
 
 # -- scale under a 64 KiB memory lock limit --------------------------------------------

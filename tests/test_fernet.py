@@ -162,6 +162,10 @@ def test_the_key_must_be_32_bytes_of_locked_memory(keys: tuple[bytes, SecureByte
     assert text.decode() not in str(error.value) and "44" in str(error.value)
     with SecureBytes(16) as short, pytest.raises(ValueError, match="32 bytes, not 16"):
         crypto.fernet_encrypt(short, b"x")
+    closed = SecureBytes(b"plaintext")
+    closed.close()
+    with pytest.raises(SecureBytesClosedError):
+        crypto.fernet_encrypt(key, closed)
     key.close()
     with pytest.raises(SecureBytesClosedError):
         crypto.fernet_encrypt(key, b"x")

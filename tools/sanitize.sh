@@ -20,7 +20,7 @@ PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 CC=${CC:-gcc}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILDS=${*:-asan tsan}
-TESTS="tests/test_threads.py tests/test_interrupts.py tests/test_fuzz_program.py"
+TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py tests/test_fuzz_program.py"
 # The red team's re-entrancy findings run too where present. Their thread and interrupt
 # storms are left out: they assert that enough races landed, a rate the sanitizers' slowdown
 # changes, and the three files above drive the same paths under threads and signals.

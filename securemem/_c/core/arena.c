@@ -150,13 +150,15 @@ static int map_prepared(sm_arena *a, size_t length, uintptr_t *base, int *wiped_
     return 0;
 }
 
+/* Membership first, by pointer only: a nested release (a trim inside a trim) may have
+   unmapped and freed `r` already, and then it must not be read. */
 static void unmap_if_empty(sm_arena *a, sm_region *r) {
-    if (r->used != 0 || r->reserved != 0)
-        return;
     size_t i;
     for (i = 0; i < a->nregions && a->regions[i] != r; i++)
         ;
     if (i == a->nregions)
+        return;
+    if (r->used != 0 || r->reserved != 0)
         return;
     if (a->ops->unmap(a, r->base, r->length) < 0) {
         swallow(); /* still mapped, still listed: release_reserve() retries */
@@ -589,18 +591,15 @@ static int acquire_making_room(sm_arena *a, sm_region *r, size_t first, size_t c
         return -1;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    sm_rnode *n = a->reserve_head;
-    while (n) {
-        sm_rnode *next = n->next;
-        if (n->region != r) {
-            /* an evicted slab's dissolution may remove other nodes: restart */
-            int had_slab = n->slab != NULL;
-            evict(a, n);
-            next = had_slab ? a->reserve_head : next;
-            while (next && next->region == r)
-                next = next->next;
-        }
-        n = next;
+    /* Bounded by the idle pages there were: an eviction may dissolve other nodes or push
+       pages the kernel would not unlock back at the end; each round starts from the head. */
+    for (int round = 0; round < idle; round++) {
+        sm_rnode *n = a->reserve_head;
+        while (n && n->region == r)
+            n = n->next;
+        if (n == NULL)
+            break;
+        evict(a, n);
     }
     Py_XDECREF(type);
     Py_XDECREF(value);
