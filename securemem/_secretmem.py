@@ -27,8 +27,8 @@ from __future__ import annotations
 import errno
 
 from securemem._binding import ffi, lib
-from securemem._errors import KernelError, MemoryLockError, errno_name
-from securemem._kernel import Advice, NativeKernel, kernel_failure
+from securemem._errors import KernelError, MemoryLockError, SecureMemoryError, errno_name
+from securemem._kernel import Advice, Kernel, NativeKernel, kernel_failure
 
 REQUIREMENT = (
     "memfd_secret needs Linux 5.14 or later built with CONFIG_SECRETMEM, and on "
@@ -63,6 +63,24 @@ def _probe() -> tuple[bool, str]:
     return True, ""
 
 
+def map_failure(number: int, length: int, kernel: Kernel) -> SecureMemoryError:
+    """The error for a memfd_secret mapping refused with errno ``number``.
+
+    Shared by :meth:`SecretMemKernel.map` and the native core, which maps an arena's
+    regions itself (securemem/_c/core/kernel.c) and asks here only when it fails.
+    """
+    if number in (errno.EAGAIN, errno.ENOMEM, errno.EPERM):
+        # memfd_secret pages are locked at map time: this is a lock failure.
+        error = kernel_failure("mlock", number, length, kernel)
+        return MemoryLockError(
+            number,
+            f"{error.args[1]} A memfd_secret region is locked whole when it is "
+            f"mapped ({length} bytes here): under a small limit give the arena "
+            "smaller regions, e.g. Arena(backend='secretmem', region_pages=4).",
+        )
+    return kernel_failure("mmap", number, length, kernel)
+
+
 class SecretMemKernel(NativeKernel):
     """The real kernel, with regions from memfd_secret instead of anonymous memory."""
 
@@ -79,17 +97,7 @@ class SecretMemKernel(NativeKernel):
     def map(self, length: int) -> int:
         pointer = lib.sm_map_secret(length)
         if pointer == ffi.NULL:
-            number = ffi.errno
-            if number in (errno.EAGAIN, errno.ENOMEM, errno.EPERM):
-                # memfd_secret pages are locked at map time: this is a lock failure.
-                error = kernel_failure("mlock", number, length, self)
-                raise MemoryLockError(
-                    number,
-                    f"{error.args[1]} A memfd_secret region is locked whole when it is "
-                    f"mapped ({length} bytes here): under a small limit give the arena "
-                    "smaller regions, e.g. Arena(backend='secretmem', region_pages=4).",
-                ) from None
-            raise kernel_failure("mmap", number, length, self)
+            raise map_failure(ffi.errno, length, self)
         return int(ffi.cast("uintptr_t", pointer))
 
     def lock(self, address: int, length: int) -> None:

@@ -1030,7 +1030,7 @@ static int arena_init(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     Py_INCREF(kernel);
     a->kernel = kernel;
-    a->ops = native ? &sm_native_ops : &sm_python_ops;
+    a->ops = secretmem ? &sm_secretmem_ops : native ? &sm_native_ops : &sm_python_ops;
     a->page = (size_t)page;
     a->region_pages = (size_t)region_pages;
     a->reserve_pages = (size_t)reserve_pages;

@@ -120,6 +120,7 @@ typedef struct sm_kernel_ops {
 
 extern const sm_kernel_ops sm_native_ops;
 extern const sm_kernel_ops sm_python_ops;
+extern const sm_kernel_ops sm_secretmem_ops;
 
 typedef struct sm_arena {
     PyObject_HEAD

@@ -130,6 +130,54 @@ const sm_kernel_ops sm_native_ops = {
     "native", native_map, native_unmap, native_lock, native_unlock, native_advise, native_protect,
 };
 
+/* -- the real kernel, regions from memfd_secret ----------------------------------- */
+
+/* In C like the anonymous backend, so that no Python code runs between the mapping and
+   the arena recording it (an interrupt there would leak a region the kernel charges). */
+static int secret_map(sm_arena *a, size_t length, uintptr_t *base) {
+    void *pointer;
+    int number = 0;
+    Py_BEGIN_ALLOW_THREADS
+    pointer = sm_map_secret(length);
+    if (pointer == NULL)
+        number = errno;
+    Py_END_ALLOW_THREADS
+    if (pointer != NULL) {
+        *base = (uintptr_t)pointer;
+        return 0;
+    }
+    /* the error (a MemoryLockError at the limit) is built where the backend is described */
+    PyObject *module = PyImport_ImportModule("securemem._secretmem");
+    if (module == NULL)
+        return -1;
+    PyObject *error = PyObject_CallMethod(module, "map_failure", "inO", number,
+                                          (Py_ssize_t)length, a->kernel);
+    Py_DECREF(module);
+    if (error == NULL)
+        return -1;
+    PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+    Py_DECREF(error);
+    return -1;
+}
+
+/* The kernel locked the pages when they were mapped; mlock would be refused. */
+static int secret_lock(sm_arena *a, uintptr_t address, size_t length) {
+    (void)a;
+    (void)address;
+    (void)length;
+    return 0;
+}
+
+/* Shared memory cannot be wiped on fork; not inheriting it (MADV_DONTFORK) is the equivalent. */
+static int secret_advise(sm_arena *a, uintptr_t address, size_t length, int advice, int *applied) {
+    return native_advise(a, address, length,
+                         advice == SM_ADVICE_WIPEONFORK ? SM_ADVICE_DONTFORK : advice, applied);
+}
+
+const sm_kernel_ops sm_secretmem_ops = {
+    "secretmem", secret_map, native_unmap, secret_lock, secret_lock, secret_advise, native_protect,
+};
+
 /* -- a kernel written in Python ------------------------------------------------ */
 
 static PyObject *call(sm_arena *a, const char *method, const char *format, ...) {
