@@ -22,6 +22,7 @@ from securemem._errors import (
 from securemem._handoff import secret_file
 from securemem._hardening import disable_core_dumps
 from securemem._lockmemory import LockedMemory, lock_memory
+from securemem._purge import PurgeOnExit, purge, purge_on_exit
 from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
 from securemem._securebytes import SecureBytes
 
@@ -37,12 +38,15 @@ __all__ = [
     "KernelError",
     "LockedMemory",
     "MemoryLockError",
+    "PurgeOnExit",
     "SecureBytes",
     "SecureBytesClosedError",
     "SecureMemoryError",
     "disable_core_dumps",
     "getpass",
     "lock_memory",
+    "purge",
+    "purge_on_exit",
     "secret_file",
     "stats",
 ]

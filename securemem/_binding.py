@@ -17,6 +17,10 @@ from securemem._core import (
     SecureBytesBase,
     all_arena_ranges,
     fork_generation,
+    open_secret_count,
+    purge_count,
+    purge_secrets,
+    release_free_pages,
     set_default_factory,
 )
 from securemem._native import ffi, lib
@@ -28,5 +32,9 @@ __all__ = [
     "ffi",
     "fork_generation",
     "lib",
+    "open_secret_count",
+    "purge_count",
+    "purge_secrets",
+    "release_free_pages",
     "set_default_factory",
 ]

@@ -58,7 +58,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 
-from securemem._binding import ffi, lib
+from securemem._binding import ffi, lib, purge_count
 from securemem._errors import EnclaveError, SecureBytesClosedError, SecureMemoryError
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import (
@@ -141,23 +141,51 @@ class _ProcessKey:
         ``epoch``: the one an enclave was sealed under (None for a new seal).
         """
         with self.lock:
+            self.forget_if_purged()
             if epoch is not None and epoch != self.epoch:
                 raise EnclaveError(
                     "this enclave was sealed under a key this process does not hold: "
                     f"{self.lost_reason or 'it was sealed by another process'}"
                 )
-            if self.key is None:
+            fresh = self.key is None
+            if fresh:
                 self._make_key(None)
-            assert self.key is not None and self.view is not None
-            if self.users == 0:
-                self.key.protect("readonly")
+            key, view, current = self.key, self.view, self.epoch
+            assert key is not None and view is not None
+            # A fresh key after a purge: operations that began before it may still
+            # count as users (of the old key), so the new one is opened here.
+            if self.users == 0 or fresh:
+                key.protect("readonly")
             self.users += 1
-            return self.view, self.epoch
+            return view, current
+
+    def forget_if_purged(self) -> None:
+        """After :func:`securemem.purge` closed the key: drop it, and with it every
+        enclave sealed under it (a new key is made on the next seal).
+
+        Takes no lock: :func:`securemem.purge` calls it from signal handlers too, and
+        each step is one assignment (a concurrent :meth:`acquire` doing the same
+        only bumps the epoch once more).
+        """
+        key, view = self.key, self.view
+        if key is None or not key.closed:
+            return
+        self.epoch += 1
+        self.lost_reason = (
+            "securemem.purge() wiped the sealing key this enclave was sealed under, "
+            "and with it every enclave sealed before the purge. Seal the secret again "
+            "from its source."
+        )
+        self.key = self.view = None
+        if view is not None:
+            # the key's memory is wiped already; releasing the view unmaps it
+            with contextlib.suppress(BufferError, ValueError):
+                view.release()
 
     def release(self) -> None:
         with self.lock:
             self.users -= 1
-            if self.users == 0 and self.key is not None:
+            if self.users == 0 and self.key is not None and not self.key.closed:
                 self.key.protect("noaccess")
 
     def _make_key(self, source: memoryview | None) -> None:
@@ -247,11 +275,33 @@ def _kernel() -> Any:
 
 
 _KEY = _ProcessKey()
+
+
+def forget_key_if_purged() -> None:
+    """securemem.purge() closed the key: drop it (see _ProcessKey.forget_if_purged)."""
+    _KEY.forget_if_purged()
+
 os.register_at_fork(
     before=_KEY.before_fork,
     after_in_parent=_KEY.after_fork_in_parent,
     after_in_child=_KEY.after_fork_in_child,  # after securemem._fork's: the arenas are reset
 )
+
+
+def _check_no_purge(before: int, done: str) -> None:
+    """Refuse the result of a seal or open that a :func:`securemem.purge` overlapped.
+
+    A purge wipes the key (and the secret being sealed, and the plaintext being
+    opened) wherever another thread is in its operation. ``before`` is the purge
+    count read before the key was taken; a purge that finished earlier closed the
+    key, and :meth:`_ProcessKey.acquire` then made a new one.
+    """
+    if purge_count() != before:
+        raise EnclaveError(
+            f"securemem.purge() ran while this enclave was being {done}: the key and "
+            "the secret were wiped mid-way, so nothing is returned. Seal or open again "
+            "if the process is to go on."
+        )
 
 
 class Enclave:
@@ -302,6 +352,7 @@ class Enclave:
     def _seal(self, plaintext: memoryview) -> None:
         nonce = os.urandom(_NONCE_SIZE)
         cipher_class, _ = _aead()
+        purges = purge_count()  # before the key is taken: see _check_no_purge
         try:
             # Inside the try: a signal that lands before the call must still be restored.
             lib.sm_defer_signals()
@@ -317,6 +368,7 @@ class Enclave:
                 _KEY.release()
         finally:
             lib.sm_restore_signals()
+        _check_no_purge(purges, "sealed")
         self._nonce, self._ciphertext, self._epoch = nonce, ciphertext, epoch
 
     @classmethod
@@ -358,6 +410,7 @@ class Enclave:
             self._fail_authentication()
         cipher_class, invalid_tag = _aead()
         plaintext = SecureBytes(size)  # before the key: a full memory lock costs it nothing
+        purges = purge_count()
         try:
             lib.sm_defer_signals()
             key, _ = _KEY.acquire(self._epoch)
@@ -375,11 +428,17 @@ class Enclave:
         except BaseException as error:
             # On InvalidTag cryptography has written unauthenticated bytes: close wipes them.
             plaintext.close()
+            _check_no_purge(purges, "opened")  # a wiped key fails the tag too: say why
             if isinstance(error, invalid_tag):
                 self._fail_authentication()
             raise
         finally:
             lib.sm_restore_signals()
+        try:
+            _check_no_purge(purges, "opened")
+        except EnclaveError:
+            plaintext.close()
+            raise
         return plaintext
 
     def _fail_authentication(self) -> NoReturn:

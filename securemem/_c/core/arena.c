@@ -1098,6 +1098,35 @@ static PyObject *arena_release_reserve(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* securemem.purge(): every arena of this process gives back every free page it
+   keeps locked (reserve, empty slabs, prefetched region). Each arena is held by a
+   reference meanwhile (the mutex wait lets other threads run); one that cannot be
+   locked (re-entered from its own kernel's code) is skipped. Never raises. */
+void sm_release_free_everywhere(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *arenas = PyList_New(0);
+    for (sm_arena *a = registry; arenas != NULL && a != NULL; a = a->reg_next)
+        if (a->ready && Py_REFCNT((PyObject *)a) > 0 && a->generation == sm_generation &&
+            PyList_Append(arenas, (PyObject *)a) < 0)
+            Py_CLEAR(arenas);
+    for (Py_ssize_t i = 0; arenas != NULL && i < PyList_Size(arenas); i++) {
+        sm_arena *a = (sm_arena *)PyList_GetItem(arenas, i);
+        if (lock_arena(a) < 0) {
+            PyErr_Clear(); /* a purge nested inside this arena's own change: the outer one
+                              gives its pages back */
+            continue;
+        }
+        release_everything_free(a);
+        unlock_arena(a);
+        if (PyErr_Occurred())
+            swallow();
+    }
+    Py_XDECREF(arenas);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
 static PyObject *arena_stats(PyObject *self, PyObject *unused) {
     sm_arena *a = (sm_arena *)self;
     (void)unused;

@@ -153,6 +153,11 @@ typedef struct sm_arena {
     struct sm_arena *reg_prev, *reg_next;
 } sm_arena;
 
+/* A link on the ring of open secrets (purge.c); both NULL while on none. */
+typedef struct sm_link {
+    struct sm_link *prev, *next;
+} sm_link;
+
 typedef struct {
     PyObject_HEAD
     PyObject *weakreflist;
@@ -163,6 +168,7 @@ typedef struct {
     uint64_t generation;
     uint32_t exports;
     uint8_t kind, state;
+    sm_link live; /* on purge.c's ring while open */
 } sm_secret;
 
 extern PyTypeObject *sm_ArenaType;
@@ -189,6 +195,8 @@ void sm_views_gone(sm_arena *a);
 void sm_in_use_less(sm_arena *a, size_t size);
 sm_arena *sm_default_arena(void);
 void sm_after_fork_child(void);
+/* every arena unlocks and unmaps the free pages it keeps (purge); never raises */
+void sm_release_free_everywhere(void);
 
 /* prefetch.c */
 void sm_prefetch_after_fork_child(void);
@@ -199,5 +207,12 @@ void sm_job_let_go(sm_job_state *job);
 
 /* securebytes.c */
 int sm_secret_type_init(PyObject *module);
+/* close(): wipe now, free now or when the last export goes */
+int sm_release_secret(sm_secret *s);
+
+/* purge.c */
+int sm_purge_init(PyObject *module);
+void sm_live_add(sm_secret *s);
+void sm_live_remove(sm_secret *s);
 
 #endif /* SECUREMEM_CORE_H */

@@ -174,6 +174,7 @@ static int fill(sm_secret *s, sm_arena *a, size_t size, int guarded) {
     }
     s->generation = sm_generation;
     s->state = ST_OPEN;
+    sm_live_add(s);
     return 0;
 }
 
@@ -290,6 +291,7 @@ static int release_secret(sm_secret *s) {
     if (s->state != ST_OPEN)
         return 0;
     s->state = ST_CLOSED;
+    sm_live_remove(s);
     if (s->generation != sm_generation || s->arena == NULL)
         return 0; /* inherited across fork: the parent's memory, not ours to free */
     sm_arena *a = s->arena;
@@ -311,6 +313,8 @@ static int release_secret(sm_secret *s) {
     return 0;
 }
 
+int sm_release_secret(sm_secret *s) { return release_secret(s); }
+
 static PyObject *secret_close(PyObject *self, PyObject *unused) {
     (void)unused;
     if (release_secret((sm_secret *)self) < 0)
@@ -322,6 +326,7 @@ static void secret_dealloc(PyObject *self) {
     sm_secret *s = (sm_secret *)self;
     PyTypeObject *type = Py_TYPE(self);
     PyObject *etype, *evalue, *etb;
+    sm_live_remove(s); /* first: a purge must never take a reference to a dying secret */
     PyErr_Fetch(&etype, &evalue, &etb);
     if (s->weakreflist != NULL)
         PyObject_ClearWeakRefs(self);
