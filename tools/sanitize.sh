@@ -24,7 +24,7 @@ TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py
 # The red team's re-entrancy findings run too where present. Their thread and interrupt
 # storms are left out: they assert that enough races landed, a rate the sanitizers' slowdown
 # changes, and the three files above drive the same paths under threads and signals.
-for extra in tests/test_redteam_reentrancy.py; do
+for extra in tests/test_redteam_reentrancy.py tests/test_purge.py tests/test_canary_slack.py; do
     [ -f "$ROOT/$extra" ] && TESTS="$TESTS $extra"
 done
 
