@@ -85,12 +85,14 @@ class SecureBytes(SecureBytesBase):
     copies of it are ordinary packed secrets). In a forked child, every
     SecureBytes of the parent reports itself closed.
 
-    It is a buffer: ``hashlib.sha256(secret)``, ``hmac.new(secret, ...)``,
+    It is a buffer: ``hashlib.sha256(secret)``, ``hmac.digest(secret, ...)``,
     ``AESGCM(secret)``, ``os.write(fd, secret)`` and ``memoryview(secret)``
     read the locked bytes in place (:meth:`view` is the same as
     ``memoryview(secret)``). ``bytes(secret)`` is an explicit copy into ordinary,
     swappable memory, made through the buffer in one step: do it only when an
     API insists on ``bytes``. ``x in secret`` is refused (a search leaks timing).
+    ``hmac.new(secret, ...)`` refuses it (CPython's ``hmac`` checks for ``bytes``
+    or ``bytearray`` itself): use ``hmac.digest`` or cryptography's ``HMAC``.
     """
 
     __slots__ = ()
