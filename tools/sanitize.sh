@@ -20,13 +20,12 @@ PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 CC=${CC:-gcc}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILDS=${*:-asan tsan}
-TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py tests/test_fuzz_program.py"
-# The red team's re-entrancy findings run too where present. Their thread and interrupt
-# storms are left out: they assert that enough races landed, a rate the sanitizers' slowdown
-# changes, and the three files above drive the same paths under threads and signals.
-for extra in tests/test_redteam_reentrancy.py tests/test_purge.py tests/test_canary_slack.py; do
-    [ -f "$ROOT/$extra" ] && TESTS="$TESTS $extra"
-done
+# The re-entrancy findings and purge run too. The red team's thread and interrupt storms are
+# left out: they assert that enough races landed, a rate the sanitizers' slowdown changes, and
+# the thread and interrupt files drive the same paths. Tests that expect a SIGSEGV (the guard
+# page) are left out as well: AddressSanitizer turns the fault into an abort.
+TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py \
+tests/test_fuzz_program.py tests/test_redteam_reentrancy.py tests/test_purge.py"
 
 runtime() { "$CC" -print-file-name="$1"; }
 
