@@ -25,6 +25,7 @@ from securemem._lockmemory import LockedMemory, lock_memory
 from securemem._purge import PurgeOnExit, purge, purge_on_exit
 from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
 from securemem._securebytes import SecureBytes
+from securemem._stream import Stream
 
 __all__ = [
     "AllocationError",
@@ -42,6 +43,7 @@ __all__ = [
     "SecureBytes",
     "SecureBytesClosedError",
     "SecureMemoryError",
+    "Stream",
     "disable_core_dumps",
     "getpass",
     "lock_memory",
