@@ -129,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         _workloads.growth(300, 2048, 20e-6, 1) if quick else _workloads.growth(3000, 2048, 20e-6, 5)
     )
     step("threads")
+    # Half a second per run: about a hundred of the interpreter's 5 ms switch intervals.
+    # At 0.1 s (twenty) bytearray's own two-thread ratio swung from 0.70x to 1.05x between
+    # runs: the measure was of when the GIL changed hands, not of the allocator.
     results["threads"] = _workloads.threads(
-        systems, 0.02 if quick else 0.1, repeats=3 if quick else 5
+        systems, 0.02 if quick else 0.5, repeats=3 if quick else 5
     )
     step("access: copy-in and s[i]")
     results["access"] = _workloads.access(budget, repeats)

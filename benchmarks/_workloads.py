@@ -250,7 +250,8 @@ def wipe(nbytes: int, repeats: int) -> dict[str, Any]:
 
 
 def growth(secrets: int, size: int, gap_s: float, rounds: int) -> dict[str, Any]:
-    """p50/p99 latency of each allocation while fresh arenas grow, prefetch off then on.
+    """p50/p99 latency of each allocation while fresh arenas grow, prefetch off and on, and
+    the floor (a plain object of a SecureBytes's size in the same loop), rounds taking turns.
 
     Between allocations the thread sleeps ``gap_s`` (a server waiting on its
     socket: the GIL is released, so a prefetch thread can run): the default run
@@ -262,9 +263,11 @@ def growth(secrets: int, size: int, gap_s: float, rounds: int) -> dict[str, Any]
         "gap_us": gap_s * 1e6,
         "rounds": rounds,
     }
-    for mode in ("off", "on"):
-        measured = prefetch_growth.run(mode == "on", secrets, size, gap_s, rounds, "io")
-        results[mode] = {key: measured[key] for key in ("p50_us", "p99_us", "max_us")}
+    measured = prefetch_growth.run(secrets, size, gap_s, rounds, "io")
+    for mode in ("off", "on", "floor"):
+        results[mode] = {
+            key: measured[mode][key] for key in ("p50_us", "p99_us", "max_us", "mean_growth_us")
+        }
     return results
 
 

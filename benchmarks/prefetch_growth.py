@@ -5,7 +5,10 @@ server has) grows a fresh arena region after region. Without prefetch every
 new page is locked by the allocating thread (an mlock that faults the page
 in); with prefetch the next region is mapped and locked by a background thread
 (aio_mlock on FreeBSD) while the stream goes on, so the allocating thread
-should not wait on mlock. Prints p50/p99/p99.9/max allocation latency for both.
+should not wait on mlock. Prints p50/p99/p99.9/max allocation latency for both,
+and for the floor: a plain Python object of a SecureBytes's size allocated in the
+same loop (what any allocation costs there; no allocator goes under it). The three
+take turns round by round, and the cyclic garbage collector is off while timing.
 
     python3 benchmarks/prefetch_growth.py            # the full run
     python3 benchmarks/prefetch_growth.py --quick    # a smoke run (used by the tests)
@@ -17,9 +20,12 @@ under an 8 MiB RLIMIT_MEMLOCK.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
+import sys
 import time
+from dataclasses import dataclass, field
 
 from securemem import Arena, SecureBytes
 
@@ -36,49 +42,110 @@ def _io(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def run(
-    prefetch: bool, secrets: int, size: int, gap: float, rounds: int, work: str
-) -> dict[str, float]:
+@dataclass
+class _Samples:
+    """What one prefetch setting measured, over all its rounds."""
+
+    latencies: list[int] = field(default_factory=list)
+    growth: list[int] = field(default_factory=list)
+    adopted: int = 0
+    waited: int = 0
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] / 1000
+
+        return {
+            "p50_us": pct(50),
+            "p99_us": pct(99),
+            "p99.9_us": pct(99.9),
+            "max_us": ordered[-1] / 1000,
+            "mean_growth_us": statistics.fmean(self.growth) / 1000 if self.growth else 0.0,
+            "allocations": len(ordered),
+            "regions_adopted": self.adopted,
+            "waited_for_prefetch": self.waited,
+        }
+
+
+def _same_size_object() -> type:
+    """A class of plain Python objects as big as a SecureBytes object, with no secret memory.
+
+    Allocating one in the same loop is the floor: what any allocation of a Python object
+    costs on this machine after that work (the tail there is the interpreter's heap growing
+    and the machine waking from the pause), which no allocator can go under.
+    """
+    probe = SecureBytes(1)
+    size = sys.getsizeof(probe)
+    probe.close()
+    empty: type = type("_Empty", (), {"__slots__": ()})
+    slots = max(0, (size - sys.getsizeof(empty())) // 8)
+    return type("_SameSize", (), {"__slots__": tuple(f"s{i}" for i in range(slots))})
+
+
+def _floor_round(secrets: int, gap: float, work: str, into: _Samples) -> None:
+    """The same loop, allocating objects of a SecureBytes's size that hold no secret."""
     between = _spin if work == "cpu" else _io
-    latencies: list[int] = []
-    growth: list[int] = []
-    adopted = waited = 0
-    for _ in range(rounds):
-        arena = Arena(prefetch=prefetch, reserve_pages=4)
-        held = []
-        regions = 0
-        for _ in range(secrets):
-            start = time.perf_counter_ns()
-            held.append(SecureBytes(size, arena=arena))
-            elapsed = time.perf_counter_ns() - start
-            latencies.append(elapsed)
-            now = len(arena.mapped_ranges())
-            if now != regions:
-                growth.append(elapsed)
-                regions = now
-            between(gap)
-        if arena.prefetcher is not None:
-            counters = arena.prefetcher.counters()
-            adopted += counters["adopted"]
-            waited += counters["waited"]
-        for secret in held:
+    make = _same_size_object()
+    held: list[object] = [None] * secrets
+    for index in range(secrets):
+        start = time.perf_counter_ns()
+        held[index] = make()
+        into.latencies.append(time.perf_counter_ns() - start)
+        between(gap)
+
+
+def _round(prefetch: bool, secrets: int, size: int, gap: float, work: str, into: _Samples) -> None:
+    """One fresh arena grown by ``secrets`` allocations, each timed."""
+    between = _spin if work == "cpu" else _io
+    arena = Arena(prefetch=prefetch, reserve_pages=4)
+    held: list[SecureBytes | None] = [None] * secrets  # never resized while timing
+    regions = 0
+    for index in range(secrets):
+        start = time.perf_counter_ns()
+        held[index] = SecureBytes(size, arena=arena)
+        elapsed = time.perf_counter_ns() - start
+        into.latencies.append(elapsed)
+        now = len(arena.mapped_ranges())
+        if now != regions:
+            into.growth.append(elapsed)
+            regions = now
+        between(gap)
+    if arena.prefetcher is not None:
+        counters = arena.prefetcher.counters()
+        into.adopted += counters["adopted"]
+        into.waited += counters["waited"]
+    for secret in held:
+        if secret is not None:
             secret.close()
-        arena.release_reserve()
-    latencies.sort()
+    arena.release_reserve()
 
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] / 1000
 
-    return {
-        "p50_us": pct(50),
-        "p99_us": pct(99),
-        "p99.9_us": pct(99.9),
-        "max_us": latencies[-1] / 1000,
-        "mean_growth_us": statistics.fmean(growth) / 1000 if growth else 0.0,
-        "allocations": len(latencies),
-        "regions_adopted": adopted,
-        "waited_for_prefetch": waited,
-    }
+def run(
+    secrets: int, size: int, gap: float, rounds: int, work: str
+) -> dict[str, dict[str, float]]:
+    """Prefetch off and on, and the floor, their rounds taking turns so that all three see
+    the same machine."""
+    samples = {"off": _Samples(), "on": _Samples(), "floor": _Samples()}
+    # The cyclic garbage collector is off while allocations are timed, as timeit has it:
+    # a collection (every 700 allocations) lands in whichever allocation triggered it,
+    # with or without prefetch, and the tail would measure the interpreter instead of
+    # the allocator.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for name, into in samples.items():
+                if name == "floor":
+                    _floor_round(secrets, gap, work, into)
+                else:
+                    _round(name == "on", secrets, size, gap, work, into)
+                gc.collect()
+    finally:
+        if collecting:
+            gc.enable()
+    return {name: into.summary() for name, into in samples.items()}
 
 
 def main() -> None:
@@ -98,10 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.secrets, args.rounds = 300, 1
-    results = {
-        name: run(name == "on", args.secrets, args.size, args.gap_us / 1e6, args.rounds, args.work)
-        for name in ("off", "on")
-    }
+    results = run(args.secrets, args.size, args.gap_us / 1e6, args.rounds, args.work)
     if args.json:
         print(json.dumps(results))
         return

@@ -38,13 +38,19 @@ def run_python(
     """Run ``code`` with ``args`` in a fresh interpreter, unprivileged under ``memlock`` when
     given; ``new_session``: without a controlling terminal, as under cron or CI."""
     prefix = unprivileged_command(memlock) if memlock is not None else []
+    env = child_env()
+    preload = env.pop("LD_PRELOAD", None) if prefix else None
+    if preload:
+        # A sanitizer run preloads its runtime: into the child Python only, not into the
+        # wrappers (capsh runs a shell, and bash does not survive ThreadSanitizer's runtime).
+        prefix = [*prefix, "env", f"LD_PRELOAD={preload}"]
     return subprocess.run(
         [*prefix, sys.executable, "-c", textwrap.dedent(code), *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=child_env(),
+        env=env,
         cwd=REPO,
         start_new_session=new_session,
         check=False,

@@ -229,6 +229,99 @@ def test_prefetch_is_skipped_when_the_region_would_not_fit_the_limit() -> None:
     assert result == {"started": 0, "intact": True, "locked": 0, "mapped": [], "vmlck": 0}
 
 
+def test_stats_count_the_regions_prepared_ahead_as_the_kernel_does() -> None:
+    # The worker keeps up to two regions locked ahead of the arena: they are locked and
+    # mapped as surely as the adopted ones, so stats() must say so or it disagrees with
+    # VmLck by up to half a megabyte.
+    result = run_json(
+        """
+        import json
+        from securemem import Arena, SecureBytes, _procfs
+        arena = Arena(prefetch=True)
+        region = arena.region_pages * arena.page_size
+        checks, secrets = [], []
+        for step in range(6):
+            secrets += [SecureBytes(2048, arena=arena) for _ in range(region // 2048)]
+            stats = arena.stats()
+            checks.append({"stats": stats.locked_bytes, "vmlck": _procfs.process_locked_bytes(),
+                           "reserve": stats.reserve_bytes, "locked": stats.locked_bytes,
+                           "in_secrets": len(secrets) * 2048})
+        counters = arena.prefetcher.counters()
+        intact = all(secret == bytes(2048) for secret in secrets)
+        for secret in secrets:
+            secret.close()
+        arena.release_reserve()
+        print(json.dumps({"checks": checks, "counters": counters, "intact": intact,
+                          "after": [arena.stats().locked_bytes,
+                                    _procfs.process_locked_bytes()]}))
+        """,
+        memlock=8 << 20,
+    )
+    for check in result["checks"]:
+        assert check["stats"] == check["vmlck"], check
+        # everything locked is either a secret's or kept free on purpose (reserve, prefetch)
+        assert check["locked"] == check["in_secrets"] + check["reserve"], check
+    assert result["counters"]["adopted"] >= 5 and result["counters"]["failed"] == 0
+    assert result["counters"]["waited"] <= 1  # the first growth may come before the worker
+    assert result["intact"] and result["after"] == [0, 0]
+
+
+def test_regions_prepared_ahead_give_way_to_a_secret_at_the_limit() -> None:
+    # Under a 640 KiB limit the worker locks 248 KiB regions ahead (two here: one adopted
+    # by the first secret, one waiting); a 300 KiB secret (bigger than a region: mapped and
+    # locked for itself) no longer fits beside them.
+    # Prefetch is for speed: its regions are given back and the secret is locked.
+    result = run_json(
+        """
+        import json
+        from securemem import Arena, SecureBytes, _procfs
+        arena = Arena(prefetch=True)
+        small = SecureBytes(64, arena=arena)
+        ahead = _procfs.process_locked_bytes()
+        big = SecureBytes(300 * 1024, arena=arena)
+        stats = arena.stats()
+        print(json.dumps({"ahead": ahead, "unlocked": stats.unlocked_bytes,
+                          "locked": stats.locked_bytes, "vmlck": _procfs.process_locked_bytes(),
+                          "counters": arena.prefetcher.counters(),
+                          "intact": big == bytes(300 * 1024) and small == bytes(64)}))
+        """,
+        memlock=640 * 1024,
+    )
+    assert result["ahead"] > 300 * 1024, "the worker should have locked ahead first"
+    assert result["unlocked"] == 0 and result["intact"]
+    assert result["locked"] == result["vmlck"] >= 300 * 1024
+
+
+def test_requests_while_the_worker_lingers_need_no_wake_up_and_a_sleeping_one_is_woken() -> None:
+    # Waking a sleeping thread costs the allocating thread a system call and an interrupt to
+    # another CPU; right after a job the worker keeps looking at its queue for a while, so a
+    # steady growth asks for regions without waking it. After a long pause it sleeps, and
+    # the next request must wake it (or the arena would wait for nothing).
+    result = run_json(
+        """
+        import json, time
+        from securemem import Arena, SecureBytes
+        arena = Arena(prefetch=True)
+        per_region = arena.region_pages * arena.page_size // 2048
+        secrets = [SecureBytes(2048, arena=arena) for _ in range(6 * per_region)]
+        steady = dict(arena.prefetcher.counters())
+        time.sleep(0.5)  # ten times the worker's lingering
+        secrets += [SecureBytes(2048, arena=arena) for _ in range(4 * per_region)]
+        after = arena.prefetcher.counters()
+        intact = all(secret == bytes(2048) for secret in secrets)
+        for secret in secrets:
+            secret.close()
+        print(json.dumps({"steady": steady, "after": after, "intact": intact}))
+        """,
+        memlock=8 << 20,
+    )
+    steady, after = result["steady"], result["after"]
+    assert steady["adopted"] >= 5 and steady["started"] >= 6
+    assert steady["woken"] == 0, steady
+    assert after["woken"] >= 1 and after["adopted"] >= steady["adopted"] + 3, after
+    assert after["failed"] == 0 and result["intact"]
+
+
 def test_a_refused_prefetch_never_reaches_the_user() -> None:
     kernel = SimulatedKernel("qnx")  # no superuser: every mlock is EPERM
     arena = Arena(kernel=kernel, prefetch=True, region_pages=4, on_lock_failure="allow")

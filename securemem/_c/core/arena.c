@@ -91,25 +91,41 @@ static inline size_t index_of(sm_arena *a, sm_region *r, uintptr_t address) {
     return (address - r->base) / a->page;
 }
 
-static void region_free(sm_region *r) {
-    free(r->state);
-    free(r->flags);
-    free(r->holds);
-    free(r->rnode);
-    free(r);
+static void region_free(sm_region *r) { free(r); /* its per-page arrays are in the same block */ }
+
+/* A region's bookkeeping, zeroed: one allocation for the region and its per-page arrays
+   (widest first, so each is aligned). NULL if out of memory. Needs no GIL: the prefetch
+   worker makes it for the region it prepares, so that growth allocates nothing. */
+sm_region *sm_region_new(size_t pages) {
+    size_t per_page = sizeof(sm_rnode *) + sizeof(uint32_t) + 2;
+    if (pages > (SIZE_MAX - sizeof(sm_region)) / per_page)
+        return NULL;
+    size_t bytes = sizeof(sm_region) + pages * per_page;
+    sm_region *r = calloc(1, bytes);
+    if (r == NULL)
+        return NULL;
+    /* calloc hands out fresh memory untouched (the kernel zeroes it on first use): write
+       each page now, so that the page fault is taken here, in the thread making the
+       region (the prefetch worker), and not later by the allocating thread */
+    for (size_t at = 0; at < bytes; at += 4096)
+        ((volatile uint8_t *)r)[at] = 0;
+    r->rnode = (sm_rnode **)(r + 1);
+    r->holds = (uint32_t *)(r->rnode + pages);
+    r->state = (uint8_t *)(r->holds + pages);
+    r->flags = r->state + pages;
+    r->pages = pages;
+    return r;
 }
 
-static sm_region *region_add(sm_arena *a, uintptr_t base, size_t pages, int wiped_on_fork) {
-    sm_region *r = calloc(1, sizeof *r);
+/* Add the mapping at `base` to the arena, with bookkeeping `made` by sm_region_new for
+   these pages, or NULL to make it here. On failure `made` is freed. */
+static sm_region *region_add(sm_arena *a, uintptr_t base, size_t pages, int wiped_on_fork,
+                             sm_region *made) {
+    sm_region *r = made != NULL ? made : sm_region_new(pages);
     if (r == NULL)
         return (sm_region *)PyErr_NoMemory();
     r->base = base;
-    r->pages = pages;
     r->length = pages * a->page;
-    r->state = calloc(pages, 1);
-    r->flags = calloc(pages, 1);
-    r->holds = calloc(pages, sizeof *r->holds);
-    r->rnode = calloc(pages, sizeof *r->rnode);
     if (a->nregions == a->cregions) {
         size_t capacity = a->cregions ? 2 * a->cregions : 8;
         sm_region **grown = realloc(a->regions, capacity * sizeof *grown);
@@ -118,7 +134,7 @@ static sm_region *region_add(sm_arena *a, uintptr_t base, size_t pages, int wipe
             a->cregions = capacity;
         }
     }
-    if (!r->state || !r->flags || !r->holds || !r->rnode || a->nregions == a->cregions) {
+    if (a->nregions == a->cregions) {
         region_free(r);
         return (sm_region *)PyErr_NoMemory();
     }
@@ -441,15 +457,23 @@ static void adopt_prefetched(sm_arena *a, sm_region *r) {
 }
 
 /* The native worker's region, once its lock is done (never handed out while pending). */
+static sm_job_state *jobs_pop(sm_arena *a) {
+    sm_job_state *job = a->jobs[0];
+    for (int i = 1; i < a->njobs; i++)
+        a->jobs[i - 1] = a->jobs[i];
+    a->jobs[--a->njobs] = NULL;
+    return job;
+}
+
 static sm_region *adopt_native(sm_arena *a, size_t pages) {
-    sm_job_state *job = a->job;
+    sm_job_state *job = a->jobs[0];
     if (sm_job_state_of(job) == JOB_RUNNING) {
         a->prefetch_waited++;
         Py_BEGIN_ALLOW_THREADS
         sm_job_wait(job);
         Py_END_ALLOW_THREADS
     }
-    a->job = NULL;
+    jobs_pop(a);
     if (sm_job_state_of(job) != JOB_READY) {
         a->prefetch_failed++;
         a->prefetch_paused = 1; /* resumed by release_reserve(): the limit is better spent */
@@ -458,8 +482,10 @@ static sm_region *adopt_native(sm_arena *a, size_t pages) {
     }
     uintptr_t base = job->base;
     int wiped = job->wiped_on_fork;
+    sm_region *made = job->made; /* the worker's bookkeeping for it: now the arena's */
+    job->made = NULL;
     sm_job_let_go(job);
-    sm_region *r = region_add(a, base, pages, wiped);
+    sm_region *r = region_add(a, base, pages, wiped, made);
     if (r == NULL) {
         if (sm_unmap((void *)base, pages * a->page) != 0)
             PyErr_Clear();
@@ -470,48 +496,63 @@ static sm_region *adopt_native(sm_arena *a, size_t pages) {
     return r;
 }
 
+/* Once the prepared regions are all adopted and the current one is being used, ask
+   the worker for the next SM_PREFETCH_DEPTH (as many as fit the limit). */
 static void consider_native(sm_arena *a) {
-    if (a->job != NULL || a->prefetch_paused || a->nprefetched >= a->prefetch_low_water)
+    if (a->njobs != 0 || a->prefetch_paused || a->nprefetched >= a->prefetch_low_water)
         return;
     size_t pages = a->region_pages + 2;
-    uint64_t soft, hard;
+    int count = SM_PREFETCH_DEPTH;
     /* A region that cannot fit the limit is never started; otherwise the worker's own
-       mlock is the test (the kernel enforces the limit), so no /proc read here. */
-    if (sm_memlock_limit(&soft, &hard) == 0 && soft != UINT64_MAX &&
-        (uint64_t)(a->region_pages * a->page) > soft)
-        return;
-    a->job = sm_job_start(pages * a->page, a->page);
-    if (a->job == NULL) {
+       mlock is the test (the kernel enforces the limit). The limit is the one read when
+       prefetch was enabled or the reserve last released: a system call here would cost
+       every growth a few microseconds, the very latency prefetch exists to remove. */
+    if (a->prefetch_limit != UINT64_MAX) {
+        uint64_t fit = a->prefetch_limit / (uint64_t)(a->region_pages * a->page);
+        if (fit == 0)
+            return;
+        if (fit < (uint64_t)count)
+            count = (int)fit;
+    }
+    int woke;
+    a->njobs = sm_jobs_start(pages * a->page, a->page, a->jobs, count, &woke);
+    a->prefetch_woken += (size_t)woke;
+    if (a->njobs == 0) {
         a->prefetch_failed++; /* no thread to be had: never the user's problem */
         a->prefetch_paused = 1;
         return;
     }
-    a->prefetch_started++;
+    a->prefetch_started += (size_t)a->njobs;
 }
 
-/* Give back a region prepared and not used (release_reserve, a dropped arena). */
-static void release_native_job(sm_arena *a) {
-    sm_job_state *job = a->job;
+static void read_prefetch_limit(sm_arena *a) {
+    uint64_t soft, hard;
+    a->prefetch_limit = sm_memlock_limit(&soft, &hard) == 0 ? soft : UINT64_MAX;
+}
+
+/* Give back the regions prepared and not used (release_reserve, a dropped arena). */
+static void release_native_jobs(sm_arena *a) {
     a->prefetch_paused = 0;
-    if (job == NULL)
-        return;
-    a->job = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    sm_job_wait(job);
-    Py_END_ALLOW_THREADS
-    if (sm_job_state_of(job) == JOB_READY) {
-        /* munmap drops the lock with the mapping */
-        sm_unlock((void *)(job->base + a->page), job->length - 2 * a->page);
-        sm_unmap((void *)job->base, job->length);
+    read_prefetch_limit(a);
+    while (a->njobs > 0) {
+        sm_job_state *job = jobs_pop(a);
+        Py_BEGIN_ALLOW_THREADS
+        sm_job_wait(job);
+        Py_END_ALLOW_THREADS
+        if (sm_job_state_of(job) == JOB_READY) {
+            /* munmap drops the lock with the mapping */
+            sm_unlock((void *)(job->base + a->page), job->length - 2 * a->page);
+            sm_unmap((void *)job->base, job->length);
+        }
+        sm_job_let_go(job);
     }
-    sm_job_let_go(job);
 }
 
 static sm_region *map_region(sm_arena *a, size_t pages) {
     uintptr_t base;
     int wiped;
     if (a->native_prefetch && pages == a->region_pages + 2) {
-        if (a->job != NULL) {
+        if (a->njobs != 0) {
             sm_region *r = adopt_native(a, pages);
             if (r != NULL || PyErr_Occurred())
                 return r;
@@ -539,7 +580,7 @@ static sm_region *map_region(sm_arena *a, size_t pages) {
                 wiped = w != NULL && PyObject_IsTrue(w) == 1;
                 Py_XDECREF(w);
                 PyErr_Clear();
-                sm_region *r = region_add(a, base, pages, wiped);
+                sm_region *r = region_add(a, base, pages, wiped, NULL);
                 if (r != NULL)
                     adopt_prefetched(a, r);
                 return r;
@@ -549,7 +590,7 @@ static sm_region *map_region(sm_arena *a, size_t pages) {
     }
     if (map_prepared(a, pages * a->page, &base, &wiped) < 0)
         return NULL;
-    sm_region *r = region_add(a, base, pages, wiped);
+    sm_region *r = region_add(a, base, pages, wiped, NULL);
     if (r == NULL && a->ops->unmap(a, base, pages * a->page) < 0)
         PyErr_Clear();
     return r;
@@ -587,10 +628,15 @@ static int acquire_making_room(sm_arena *a, sm_region *r, size_t first, size_t c
     int idle = 0;
     for (sm_rnode *n = a->reserve_head; n; n = n->next)
         idle += n->region != r;
-    if (!idle)
+    if (!idle && a->njobs == 0)
         return -1;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    if (a->njobs != 0) {
+        /* regions locked ahead by prefetch go first: they are for speed, this is a secret */
+        release_native_jobs(a);
+        a->prefetch_paused = 1; /* until release_reserve(): the limit is better spent */
+    }
     /* Bounded by the idle pages there were: an eviction may dissolve other nodes or push
        pages the kernel would not unlock back at the end; each round starts from the head. */
     for (int round = 0; round < idle; round++) {
@@ -638,6 +684,10 @@ static int take_pages(sm_arena *a, size_t count, sm_region **out, size_t *first)
     size_t index = 0;
     for (size_t k = a->nregions; k-- > 0 && r == NULL;) {
         sm_region *candidate = a->regions[k];
+        /* a full region is skipped by its count: scanning every page of every region
+           made each growth cost time in proportion to the arena's size */
+        if (candidate->pages - 2 - candidate->used < count)
+            continue;
         size_t run = 0;
         for (size_t i = 1; i + 1 < candidate->pages; i++) {
             run = candidate->state[i] == PAGE_FREE ? run + 1 : 0;
@@ -1004,7 +1054,9 @@ void sm_after_fork_child(void) {
         a->live = a->in_use = a->awaiting = 0;
         a->pending = NULL;
         a->fork_wipe_needed = 0;
-        a->job = NULL; /* the worker was the parent's: its region is not locked here */
+        /* the worker was the parent's: its regions are not locked here */
+        memset(a->jobs, 0, sizeof a->jobs);
+        a->njobs = 0;
     }
 }
 
@@ -1048,7 +1100,7 @@ static int arena_init(PyObject *self, PyObject *args, PyObject *kwargs) {
 
 static void release_prefetched(sm_arena *a) {
     if (a->native_prefetch) {
-        release_native_job(a);
+        release_native_jobs(a);
     } else if (a->prefetcher != NULL && a->prefetcher != Py_None) {
         PyObject *result = PyObject_CallMethod(a->prefetcher, "close", NULL);
         if (result == NULL)
@@ -1140,10 +1192,26 @@ static PyObject *arena_stats(PyObject *self, PyObject *unused) {
         mapped += g->length;
     /* memfd_secret: the kernel locks and charges whole mappings when they are made */
     size_t locked = a->secretmem ? mapped : a->locked_pages * a->page + a->guarded_locked;
+    size_t reserve = (a->nreserve + a->nprefetched) * a->page;
+    /* Regions the prefetch worker prepared and the arena has not adopted yet are locked
+       and mapped all the same: counted (as reserve), so that stats match the kernel. */
+    for (int i = 0; i < a->njobs; i++) {
+        sm_job_state *job = a->jobs[i];
+        if (sm_job_state_of(job) == JOB_RUNNING) {
+            Py_BEGIN_ALLOW_THREADS
+            sm_job_wait(job);
+            Py_END_ALLOW_THREADS
+        }
+        if (sm_job_state_of(job) == JOB_READY) {
+            locked += job->length - 2 * a->page;
+            reserve += job->length - 2 * a->page;
+            mapped += job->length;
+        }
+    }
     PyObject *result = Py_BuildValue(
         "(nnnnnnnn)", (Py_ssize_t)locked,
         (Py_ssize_t)mapped, (Py_ssize_t)a->in_use, (Py_ssize_t)a->live, (Py_ssize_t)a->nregions,
-        (Py_ssize_t)((a->nreserve + a->nprefetched) * a->page),
+        (Py_ssize_t)reserve,
         (Py_ssize_t)(a->unlocked_pages * a->page + a->guarded_unlocked), (Py_ssize_t)a->awaiting);
     unlock_arena(a);
     return result;
@@ -1218,12 +1286,13 @@ static PyObject *arena_enable_native_prefetch(PyObject *self, PyObject *low_wate
     }
     a->native_prefetch = 1;
     a->prefetch_low_water = mark;
+    read_prefetch_limit(a);
     /* The first region is prepared now, at construction, so that even the first growth
        adopts a locked region instead of mapping and locking in the allocating thread. */
     if (lock_arena(a) < 0)
         return NULL;
     consider_native(a);
-    sm_job_state *job = a->job;
+    sm_job_state *job = a->njobs ? a->jobs[0] : NULL;
     if (job != NULL) {
         Py_BEGIN_ALLOW_THREADS
         sm_job_wait(job);
@@ -1236,22 +1305,24 @@ static PyObject *arena_enable_native_prefetch(PyObject *self, PyObject *low_wate
 static PyObject *arena_prefetch_counters(PyObject *self, PyObject *unused) {
     sm_arena *a = (sm_arena *)self;
     (void)unused;
-    return Py_BuildValue("{s:n,s:n,s:n,s:i,s:i,s:n}", "started", (Py_ssize_t)a->prefetch_started,
-                         "adopted", (Py_ssize_t)a->prefetch_adopted, "waited",
+    return Py_BuildValue("{s:n,s:n,s:n,s:i,s:i,s:n,s:n}", "started",
+                         (Py_ssize_t)a->prefetch_started, "adopted",
+                         (Py_ssize_t)a->prefetch_adopted, "waited",
                          (Py_ssize_t)a->prefetch_waited, "cancelled", 0, "sync_fallbacks", 0,
-                         "failed", (Py_ssize_t)a->prefetch_failed);
+                         "failed", (Py_ssize_t)a->prefetch_failed, "woken",
+                         (Py_ssize_t)a->prefetch_woken);
 }
 
 static PyObject *arena_prefetch_prepared(PyObject *self, PyObject *unused) {
     sm_arena *a = (sm_arena *)self;
     (void)unused;
-    sm_job_state *job = a->job;
+    sm_job_state *job = a->njobs ? a->jobs[0] : NULL;
     if (job == NULL)
         Py_RETURN_NONE;
     Py_BEGIN_ALLOW_THREADS
     sm_job_wait(job);
     Py_END_ALLOW_THREADS
-    if (a->job != job || sm_job_state_of(job) != JOB_READY)
+    if (a->njobs == 0 || a->jobs[0] != job || sm_job_state_of(job) != JOB_READY)
         Py_RETURN_NONE;
     return Py_BuildValue("(nn)", (Py_ssize_t)job->base, (Py_ssize_t)job->length);
 }

@@ -27,6 +27,10 @@
 #define SM_CLASSES 8
 #define SM_LARGEST_CLASS 2048
 #define SM_CANARY 16
+/* Regions the native prefetch worker prepares per request. Two: waking the worker
+   costs the allocating thread a system call and an inter-processor interrupt (several
+   microseconds on a virtual machine), so it is woken once for every two growths. */
+#define SM_PREFETCH_DEPTH 2
 
 enum { PAGE_FREE = 0, PAGE_USED = 1, PAGE_GUARD = 2 };
 enum { PF_UNLOCKED = 1, PF_PREFETCHED = 2 };
@@ -102,6 +106,7 @@ typedef struct sm_job_state {
     int state, error, wiped_on_fork, references;
     uintptr_t base;
     size_t length, page;
+    struct sm_region *made; /* the region's bookkeeping, made by the worker (or NULL) */
     struct sm_job_state *next; /* in the worker's queue */
 } sm_job_state;
 
@@ -145,11 +150,14 @@ typedef struct sm_arena {
     size_t live, in_use, awaiting;
     sm_pending *pending;
     int fork_wipe_needed, secretmem;
-    /* native prefetch (real kernel): the region being prepared, and what happened */
+    /* native prefetch (real kernel): the regions being prepared, oldest first (adopted
+       in that order), and what happened */
     int native_prefetch, prefetch_paused;
-    sm_job_state *job;
+    sm_job_state *jobs[SM_PREFETCH_DEPTH];
+    int njobs;
     size_t prefetch_low_water;
-    size_t prefetch_started, prefetch_adopted, prefetch_waited, prefetch_failed;
+    uint64_t prefetch_limit; /* RLIMIT_MEMLOCK's soft limit as last read (UINT64_MAX: none) */
+    size_t prefetch_started, prefetch_adopted, prefetch_waited, prefetch_failed, prefetch_woken;
     struct sm_arena *reg_prev, *reg_next;
 } sm_arena;
 
@@ -193,6 +201,7 @@ int sm_guarded_protect(sm_arena *a, sm_guarded *g, int protection);
 void sm_closed_with_views(sm_arena *a, size_t size);
 void sm_views_gone(sm_arena *a);
 void sm_in_use_less(sm_arena *a, size_t size);
+sm_region *sm_region_new(size_t pages);
 sm_arena *sm_default_arena(void);
 void sm_after_fork_child(void);
 /* every arena unlocks and unmaps the free pages it keeps (purge); never raises */
@@ -200,7 +209,7 @@ void sm_release_free_everywhere(void);
 
 /* prefetch.c */
 void sm_prefetch_after_fork_child(void);
-sm_job_state *sm_job_start(size_t length, size_t page);
+int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke);
 int sm_job_state_of(sm_job_state *job);
 void sm_job_wait(sm_job_state *job);
 void sm_job_let_go(sm_job_state *job);

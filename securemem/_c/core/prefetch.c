@@ -8,25 +8,56 @@
    atomic store; the arena reads it without waiting. */
 #include "core.h"
 
+#include <time.h>
+
 
 /* One worker thread per process, started on first use and kept: handing it a
-   job is a queue push and a signal (microseconds), where starting a thread per
-   job cost the allocating thread tens of microseconds. */
+   job is a queue push (and at most a signal), where starting a thread per job
+   cost the allocating thread tens of microseconds.
+
+   After its last job the worker lingers: it looks at the queue once a
+   millisecond for LINGER_LOOKS looks before it sleeps until signalled. Growth
+   comes in bursts, and a job queued while the worker is busy or lingering needs
+   no wake-up; waking a sleeping thread costs the allocating thread a futex
+   system call and an inter-processor interrupt, several microseconds on a
+   virtual machine, which was most of what a growth still cost. Whoever must
+   wait for a job (sm_job_wait) signals first, so a lingering worker never makes
+   anyone wait for its next look. */
+#define LINGER_LOOK_NS 1000000L
+#define LINGER_LOOKS 50
 static pthread_mutex_t queue_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
 static sm_job_state *queue_head = NULL, *queue_tail = NULL;
 static int worker_running = 0;
+static int worker_asleep = 0; /* waiting with no deadline: a job must signal it */
 
+
+static sm_job_state *job_new(size_t length, size_t page) {
+    sm_job_state *job = calloc(1, sizeof *job);
+    if (job == NULL)
+        return NULL;
+    pthread_mutex_init(&job->mutex, NULL);
+    pthread_cond_init(&job->done, NULL);
+    job->length = length;
+    job->page = page;
+    job->state = JOB_RUNNING;
+    job->references = 2; /* the worker's and the arena's */
+    return job;
+}
+
+static void job_discard(sm_job_state *job) {
+    free(job->made); /* made for a region never adopted */
+    pthread_mutex_destroy(&job->mutex);
+    pthread_cond_destroy(&job->done);
+    free(job);
+}
 
 void sm_job_let_go(sm_job_state *job) {
     pthread_mutex_lock(&job->mutex);
     int left = --job->references;
     pthread_mutex_unlock(&job->mutex);
-    if (left == 0) {
-        pthread_mutex_destroy(&job->mutex);
-        pthread_cond_destroy(&job->done);
-        free(job);
-    }
+    if (left == 0)
+        job_discard(job);
 }
 
 static void prepare(sm_job_state *job) {
@@ -44,10 +75,13 @@ static void prepare(sm_job_state *job) {
             error = errno;
         } else {
             wiped = sm_advise(base, length, SM_ADVICE_WIPEONFORK) == 0;
-            if (sm_lock((void *)(at + page), length - 2 * page) == 0)
+            if (sm_lock((void *)(at + page), length - 2 * page) == 0) {
                 state = JOB_READY;
-            else
+                /* here, not in the allocating thread: growth then allocates nothing */
+                job->made = sm_region_new(length / page);
+            } else {
                 error = errno;
+            }
         }
         if (state != JOB_READY) {
             sm_unmap(base, length);
@@ -64,12 +98,30 @@ static void prepare(sm_job_state *job) {
     sm_job_let_go(job);
 }
 
+static void linger_until(struct timespec *deadline) {
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_nsec += LINGER_LOOK_NS;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
 static void *worker(void *unused) {
     (void)unused;
     pthread_mutex_lock(&queue_mutex);
     for (;;) {
-        while (queue_head == NULL)
-            pthread_cond_wait(&queue_cond, &queue_mutex);
+        for (int looks = 0; queue_head == NULL; looks++) {
+            if (looks < LINGER_LOOKS) {
+                struct timespec deadline;
+                linger_until(&deadline);
+                pthread_cond_timedwait(&queue_cond, &queue_mutex, &deadline);
+            } else {
+                worker_asleep = 1;
+                pthread_cond_wait(&queue_cond, &queue_mutex);
+                worker_asleep = 0;
+            }
+        }
         sm_job_state *job = queue_head;
         queue_head = job->next;
         if (queue_head == NULL)
@@ -86,57 +138,81 @@ void sm_prefetch_after_fork_child(void) {
     pthread_mutex_init(&queue_mutex, NULL);
     pthread_cond_init(&queue_cond, NULL);
     queue_head = queue_tail = NULL; /* the parent's jobs: left, never run here */
-    worker_running = 0;
+    worker_running = worker_asleep = 0;
 }
 
-/* Queue a region of `length` bytes for the worker; NULL (errno set) if no thread. */
-sm_job_state *sm_job_start(size_t length, size_t page) {
-    sm_job_state *job = calloc(1, sizeof *job);
-    if (job == NULL)
-        return NULL;
-    pthread_mutex_init(&job->mutex, NULL);
-    pthread_cond_init(&job->done, NULL);
-    job->length = length;
-    job->page = page;
-    job->state = JOB_RUNNING;
-    job->references = 2; /* the worker's and the arena's */
-    pthread_mutex_lock(&queue_mutex);
-    if (!worker_running) {
-        pthread_t thread;
-        pthread_attr_t attributes;
-        sigset_t all, previous;
-        pthread_attr_init(&attributes);
-        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-        /* the worker takes no signals: they belong to the program's own threads */
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &previous);
-        int failed = pthread_create(&thread, &attributes, worker, NULL);
-        pthread_sigmask(SIG_SETMASK, &previous, NULL);
-        pthread_attr_destroy(&attributes);
-        if (failed) {
-            pthread_mutex_unlock(&queue_mutex);
-            pthread_mutex_destroy(&job->mutex);
-            pthread_cond_destroy(&job->done);
-            free(job);
-            errno = failed;
-            return NULL;
-        }
+/* Start the worker if it is not running; 0, or an error number. Queue lock held. */
+static int worker_ensure(void) {
+    if (worker_running)
+        return 0;
+    /* no thread waits on the condition yet: it can be made anew, on the monotonic clock
+       (the linger deadlines must not move with the wall clock) */
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&queue_cond);
+    pthread_cond_init(&queue_cond, &monotonic);
+    pthread_condattr_destroy(&monotonic);
+    worker_asleep = 0;
+    pthread_t thread;
+    pthread_attr_t attributes;
+    sigset_t all, previous;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    /* the worker takes no signals: they belong to the program's own threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    int failed = pthread_create(&thread, &attributes, worker, NULL);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    pthread_attr_destroy(&attributes);
+    if (!failed)
         worker_running = 1;
+    return failed;
+}
+
+/* Queue up to `count` regions of `length` bytes for the worker, with at most one
+   wake-up for them all (*woke says whether it took one); returns how many were queued
+   into `into` (0 with errno set: no memory or no thread). */
+int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke) {
+    int made = 0;
+    *woke = 0;
+    while (made < count && (into[made] = job_new(length, page)) != NULL)
+        made++;
+    if (made == 0)
+        return 0;
+    pthread_mutex_lock(&queue_mutex);
+    int failed = worker_ensure();
+    if (failed) {
+        pthread_mutex_unlock(&queue_mutex);
+        while (made > 0)
+            job_discard(into[--made]);
+        errno = failed;
+        return 0;
     }
-    if (queue_tail)
-        queue_tail->next = job;
-    else
-        queue_head = job;
-    queue_tail = job;
-    pthread_cond_signal(&queue_cond);
+    for (int i = 0; i < made; i++) {
+        if (queue_tail)
+            queue_tail->next = into[i];
+        else
+            queue_head = into[i];
+        queue_tail = into[i];
+    }
+    *woke = worker_asleep;
+    if (worker_asleep) /* busy or lingering, it finds the jobs by itself */
+        pthread_cond_signal(&queue_cond);
     pthread_mutex_unlock(&queue_mutex);
-    return job;
+    return made;
 }
 
 int sm_job_state_of(sm_job_state *job) { return __atomic_load_n(&job->state, __ATOMIC_ACQUIRE); }
 
 /* Wait until the worker is done with the job; call it without the GIL. */
 void sm_job_wait(sm_job_state *job) {
+    if (sm_job_state_of(job) == JOB_RUNNING) {
+        /* a lingering worker is told now rather than at its next look */
+        pthread_mutex_lock(&queue_mutex);
+        pthread_cond_signal(&queue_cond);
+        pthread_mutex_unlock(&queue_mutex);
+    }
     pthread_mutex_lock(&job->mutex);
     while (job->state == JOB_RUNNING)
         pthread_cond_wait(&job->done, &job->mutex);
