@@ -140,8 +140,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             # What bounds it here: p99 of a plain Python object of the same size allocated
             # in the same loop, and the allocations that did grow the arena, on average.
             (
-                f"floor p99 {floor['p99_us']:.1f} us; allocations that mapped a region: "
-                f"{growth['off']['mean_growth_us']:.1f} us off, "
+                f"floor p99 {floor['p99_us']:.1f} us; the allocations that grew the arena "
+                f"(first on a fresh page): p99 {growth['off']['growing_p99_us']:.1f} us off, "
+                f"{growth['on']['growing_p99_us']:.1f} us on; those that mapped a region: "
+                f"mean {growth['off']['mean_growth_us']:.1f} us off, "
                 f"{growth['on']['mean_growth_us']:.1f} us on"
             )
             if floor

@@ -266,7 +266,8 @@ def growth(secrets: int, size: int, gap_s: float, rounds: int) -> dict[str, Any]
     measured = prefetch_growth.run(secrets, size, gap_s, rounds, "io")
     for mode in ("off", "on", "floor"):
         results[mode] = {
-            key: measured[mode][key] for key in ("p50_us", "p99_us", "max_us", "mean_growth_us")
+            key: measured[mode][key]
+            for key in ("p50_us", "p99_us", "max_us", "growing_p99_us", "mean_growth_us")
         }
     return results
 

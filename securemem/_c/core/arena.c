@@ -93,11 +93,18 @@ static inline size_t index_of(sm_arena *a, sm_region *r, uintptr_t address) {
 
 static void region_free(sm_region *r) { free(r); /* its per-page arrays are in the same block */ }
 
-/* A region's bookkeeping, zeroed: one allocation for the region and its per-page arrays
-   (widest first, so each is aligned). NULL if out of memory. Needs no GIL: the prefetch
-   worker makes it for the region it prepares, so that growth allocates nothing. */
-sm_region *sm_region_new(size_t pages) {
-    size_t per_page = sizeof(sm_rnode *) + sizeof(uint32_t) + 2;
+/* Words of free-slot bits a slab of the smallest class needs on a page of `page` bytes. */
+static size_t slot_words_for(size_t page) { return (page / sm_classes[0] + 63) / 64; }
+
+/* A region's bookkeeping, zeroed: one allocation for the region, its per-page arrays and
+   its slabs' bookkeeping (widest first, so each is aligned). NULL if out of memory. Needs
+   no GIL: the prefetch worker makes it for the region it prepares, so that growth
+   allocates nothing; nor does making a slab (a malloc there, when the heap had to grow,
+   was the slowest of allocations once growth no longer locked anything). */
+sm_region *sm_region_new(size_t pages, size_t page) {
+    size_t words = slot_words_for(page);
+    size_t per_page = sizeof(sm_slab) + words * sizeof(uint64_t) + sizeof(sm_rnode *) +
+                      sizeof(uint32_t) + 2;
     if (pages > (SIZE_MAX - sizeof(sm_region)) / per_page)
         return NULL;
     size_t bytes = sizeof(sm_region) + pages * per_page;
@@ -109,7 +116,10 @@ sm_region *sm_region_new(size_t pages) {
        region (the prefetch worker), and not later by the allocating thread */
     for (size_t at = 0; at < bytes; at += 4096)
         ((volatile uint8_t *)r)[at] = 0;
-    r->rnode = (sm_rnode **)(r + 1);
+    r->slabs = (sm_slab *)(r + 1);
+    r->slot_bits = (uint64_t *)(r->slabs + pages);
+    r->slot_words = words;
+    r->rnode = (sm_rnode **)(r->slot_bits + pages * words);
     r->holds = (uint32_t *)(r->rnode + pages);
     r->state = (uint8_t *)(r->holds + pages);
     r->flags = r->state + pages;
@@ -121,7 +131,7 @@ sm_region *sm_region_new(size_t pages) {
    these pages, or NULL to make it here. On failure `made` is freed. */
 static sm_region *region_add(sm_arena *a, uintptr_t base, size_t pages, int wiped_on_fork,
                              sm_region *made) {
-    sm_region *r = made != NULL ? made : sm_region_new(pages);
+    sm_region *r = made != NULL ? made : sm_region_new(pages, a->page);
     if (r == NULL)
         return (sm_region *)PyErr_NoMemory();
     r->base = base;
@@ -336,8 +346,7 @@ static void dissolve(sm_arena *a, sm_slab *s, int keep) {
     sm_region *r = s->region;
     size_t index = index_of(a, r, s->page);
     partial_remove(a, s);
-    free(s->free);
-    free(s);
+    memset(s, 0, sizeof *s); /* its bookkeeping stays in the region's block */
     return_pages(a, r, index, 1, keep);
 }
 
@@ -411,7 +420,9 @@ static void release(sm_arena *a, int kind, void *owner, uintptr_t address) {
     a->live--;
     if (kind == KIND_SLOT) {
         sm_slab *s = owner;
-        s->free[s->nfree++] = (uint32_t)((address - s->page) / sm_classes[s->cls]);
+        size_t slot = (address - s->page) / sm_classes[s->cls];
+        s->free[slot / 64] |= (uint64_t)1 << (slot % 64);
+        s->nfree++;
         s->live--;
         if (!s->listed)
             partial_append(a, s);
@@ -742,29 +753,30 @@ static int allocate(sm_arena *a, size_t size, int *kind, void **owner, uintptr_t
             sm_region *r;
             size_t index;
             uint32_t slots = (uint32_t)(a->page / sm_classes[c]);
-            s = calloc(1, sizeof *s);
-            uint32_t *stack = malloc(slots * sizeof *stack);
-            if (s == NULL || stack == NULL) {
-                free(s);
-                free(stack);
-                PyErr_NoMemory();
+            if (take_pages(a, 1, &r, &index) < 0)
                 return -1;
-            }
-            if (take_pages(a, 1, &r, &index) < 0) {
-                free(s);
-                free(stack);
-                return -1;
-            }
+            s = &r->slabs[index];
+            memset(s, 0, sizeof *s);
             s->region = r;
             s->page = r->base + index * a->page;
             s->cls = c;
-            s->free = stack;
-            for (uint32_t i = 0; i < slots; i++) /* lowest address handed out first */
-                stack[i] = slots - 1 - i;
+            s->free = r->slot_bits + index * r->slot_words;
+            memset(s->free, 0, r->slot_words * sizeof *s->free);
+            for (uint32_t w = 0; w < slots / 64; w++)
+                s->free[w] = ~(uint64_t)0;
+            if (slots % 64)
+                s->free[slots / 64] = ((uint64_t)1 << (slots % 64)) - 1;
             s->nfree = slots;
             partial_append(a, s);
         }
-        uint32_t slot = s->free[--s->nfree];
+        /* the lowest free slot: a slab fills from its start, and a freed slot is the first
+           to be used again once it is the lowest */
+        size_t word = 0;
+        while (s->free[word] == 0)
+            word++;
+        uint32_t slot = (uint32_t)(word * 64 + (size_t)__builtin_ctzll(s->free[word]));
+        s->free[word] &= s->free[word] - 1;
+        s->nfree--;
         if (s->nfree == 0)
             partial_remove(a, s);
         s->live++;

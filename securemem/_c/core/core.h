@@ -58,16 +58,20 @@ typedef struct sm_region {
     uint8_t *flags;    /* PF_* per page */
     uint32_t *holds;   /* lock holders per page */
     sm_rnode **rnode;  /* the page's reserve entry, or NULL */
+    struct sm_slab *slabs; /* the page's slab bookkeeping (while the page is a slab) */
+    uint64_t *slot_bits;   /* the slabs' free-slot bits, slot_words per page */
+    size_t slot_words;
     size_t used;       /* pages owned by slabs and runs */
     size_t reserved;   /* free pages kept locked (reserve, prefetched, stuck) */
 } sm_region;
 
-/* A locked page cut into slots of one size class. */
+/* A locked page cut into slots of one size class. Its bookkeeping lives in its region's
+   block (one per page, used while the page is a slab): making a slab allocates nothing. */
 typedef struct sm_slab {
     sm_region *region;
     uintptr_t page;
     int cls;
-    uint32_t *free; /* slot indexes; the last is handed out next */
+    uint64_t *free; /* one bit per slot, set while it is free; the lowest is handed out */
     uint32_t nfree, live;
     int listed;
     struct sm_slab *prev, *next; /* on the partial list of its class */
@@ -201,7 +205,7 @@ int sm_guarded_protect(sm_arena *a, sm_guarded *g, int protection);
 void sm_closed_with_views(sm_arena *a, size_t size);
 void sm_views_gone(sm_arena *a);
 void sm_in_use_less(sm_arena *a, size_t size);
-sm_region *sm_region_new(size_t pages);
+sm_region *sm_region_new(size_t pages, size_t page);
 sm_arena *sm_default_arena(void);
 void sm_after_fork_child(void);
 /* every arena unlocks and unmaps the free pages it keeps (purge); never raises */

@@ -78,7 +78,7 @@ static void prepare(sm_job_state *job) {
             if (sm_lock((void *)(at + page), length - 2 * page) == 0) {
                 state = JOB_READY;
                 /* here, not in the allocating thread: growth then allocates nothing */
-                job->made = sm_region_new(length / page);
+                job->made = sm_region_new(length / page, page);
             } else {
                 error = errno;
             }
