@@ -110,8 +110,9 @@ def _round(prefetch: bool, secrets: int, size: int, gap: float, work: str, into:
     pages: set[int] = set()
     for index in range(secrets):
         start = time.perf_counter_ns()
-        secret = held[index] = SecureBytes(size, arena=arena)
+        secret = SecureBytes(size, arena=arena)
         elapsed = time.perf_counter_ns() - start
+        held[index] = secret
         into.latencies.append(elapsed)
         # Growth is an allocation that needed memory the arena was not using: the first
         # secret on a page (off: the allocating thread locks it, or maps a region; on: it
@@ -129,9 +130,9 @@ def _round(prefetch: bool, secrets: int, size: int, gap: float, work: str, into:
         counters = arena.prefetcher.counters()
         into.adopted += counters["adopted"]
         into.waited += counters["waited"]
-    for secret in held:
-        if secret is not None:
-            secret.close()
+    for kept in held:
+        if kept is not None:
+            kept.close()
     arena.release_reserve()
 
 
