@@ -6,6 +6,7 @@ from 3.11), so one abi3 build serves every later CPython.
 """
 
 import os
+import sys
 
 from setuptools import Extension, setup
 
@@ -21,6 +22,10 @@ CORE_SOURCES = [
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"]
 # tools/sanitize.sh builds with sanitizer flags through this variable.
 EXTRA = os.environ.get("SECUREMEM_CORE_CFLAGS", "").split()
+# Every symbol bound when the module loads (ELF systems): a symbol bound lazily, on its first
+# call, goes through the dynamic linker's resolver, which saves all the vector registers on the
+# stack, and the registers may still hold bytes of a secret that a copy just moved.
+BIND_NOW = ["-Wl,-z,now", "-Wl,-z,relro"] if sys.platform.startswith(("linux", "freebsd")) else []
 
 core = Extension(
     "securemem._core",
@@ -29,7 +34,7 @@ core = Extension(
     define_macros=[("Py_LIMITED_API", "0x030B0000")],
     py_limited_api=True,
     extra_compile_args=[*WARNINGS, "-fvisibility=hidden", *EXTRA],
-    extra_link_args=[f for f in EXTRA if f.startswith("-fsanitize")],
+    extra_link_args=[*BIND_NOW, *(f for f in EXTRA if f.startswith("-fsanitize"))],
     depends=["securemem/_c/core/core.h", "securemem/_c/shims.h"],
 )
 

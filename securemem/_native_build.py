@@ -7,9 +7,13 @@ compiler may not remove, and a constant-time comparison. Platform differences
 are settled here, at compile time; Python asks ``HAVE_*`` what it got.
 """
 
+import sys
+
 from cffi import FFI
 
 ffibuilder = FFI()
+# bound at load, not on first call (as setup.py does for _core, and why)
+BIND_NOW = ["-Wl,-z,now", "-Wl,-z,relro"] if sys.platform.startswith(("linux", "freebsd")) else []
 
 ffibuilder.cdef(
     """
@@ -96,6 +100,7 @@ ffibuilder.set_source(
     sources=["securemem/_c/shims.c", "securemem/_c/codec.c", "securemem/_c/scrub.c"],
     include_dirs=["securemem/_c"],
     extra_compile_args=["-Wall", "-Wextra", "-Wvla-larger-than=1048576"],
+    extra_link_args=BIND_NOW,
 )
 
 if __name__ == "__main__":
