@@ -22,10 +22,10 @@ CORE_SOURCES = [
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"]
 # tools/sanitize.sh builds with sanitizer flags through this variable.
 EXTRA = os.environ.get("SECUREMEM_CORE_CFLAGS", "").split()
-# Every symbol bound when the module loads (ELF systems): a symbol bound lazily, on its first
-# call, goes through the dynamic linker's resolver, which saves all the vector registers on the
-# stack, and the registers may still hold bytes of a secret that a copy just moved.
-BIND_NOW = ["-Wl,-z,now", "-Wl,-z,relro"] if sys.platform.startswith(("linux", "freebsd")) else []
+# The link flags that bind every symbol at load, as the cffi module is linked (the reason is
+# in securemem/_native_build.py); read from there, not the package (it is not built yet).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "securemem"))
+from _native_build import BIND_NOW  # noqa: E402
 
 core = Extension(
     "securemem._core",

@@ -47,14 +47,14 @@ class _Samples:
     """What one prefetch setting measured, over all its rounds."""
 
     latencies: list[int] = field(default_factory=list)
-    growing: list[int] = field(default_factory=list)  # allocations that took a fresh page
-    growth: list[int] = field(default_factory=list)  # allocations that added a region
+    fresh_page: list[int] = field(default_factory=list)  # allocations that took a fresh page
+    new_region: list[int] = field(default_factory=list)  # allocations that added a region
     adopted: int = 0
     waited: int = 0
 
     def summary(self) -> dict[str, float]:
         ordered = sorted(self.latencies)
-        growing = sorted(self.growing)
+        growing = sorted(self.fresh_page)
 
         def pct(p: float, of: list[int]) -> float:
             return of[min(len(of) - 1, int(p / 100 * len(of)))] / 1000 if of else 0.0
@@ -67,7 +67,7 @@ class _Samples:
             "growing_p50_us": pct(50, growing),
             "growing_p99_us": pct(99, growing),
             "growing_allocations": len(growing),
-            "mean_growth_us": statistics.fmean(self.growth) / 1000 if self.growth else 0.0,
+            "mean_growth_us": statistics.fmean(self.new_region) / 1000 if self.new_region else 0.0,
             "allocations": len(ordered),
             "regions_adopted": self.adopted,
             "waited_for_prefetch": self.waited,
@@ -120,10 +120,10 @@ def _round(prefetch: bool, secrets: int, size: int, gap: float, work: str, into:
         page = secret.address // arena.page_size
         if page not in pages:
             pages.add(page)
-            into.growing.append(elapsed)
+            into.fresh_page.append(elapsed)
         now = len(arena.mapped_ranges())
         if now != regions:
-            into.growth.append(elapsed)
+            into.new_region.append(elapsed)
             regions = now
         between(gap)
     if arena.prefetcher is not None:

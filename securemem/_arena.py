@@ -131,7 +131,7 @@ class Arena(ArenaCore):
         # Locks the next region in the background (see _prefetch for why it is off by default).
         if prefetch and type(chosen) is NativeKernel:
             # All in C: a native worker locks the next region, the arena adopts it.
-            self._enable_native_prefetch(region_pages)
+            self._enable_native_prefetch()
             self.prefetcher = NativePrefetcher(self, region_pages + 2)
         elif prefetch:
             self.prefetcher = Prefetcher(chosen, region_pages + 2)

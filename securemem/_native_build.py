@@ -12,7 +12,10 @@ import sys
 from cffi import FFI
 
 ffibuilder = FFI()
-# bound at load, not on first call (as setup.py does for _core, and why)
+# Both extensions (this one and setup.py's _core) bind every symbol when they load, on ELF
+# systems: a symbol bound lazily, on its first call, goes through the dynamic linker's
+# resolver, which saves all the vector registers on the stack, and the registers may still
+# hold bytes of a secret that a copy just moved.
 BIND_NOW = ["-Wl,-z,now", "-Wl,-z,relro"] if sys.platform.startswith(("linux", "freebsd")) else []
 
 ffibuilder.cdef(

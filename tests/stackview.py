@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from securemem._scrub import scrub_after_native
+
 # The system call a thread blocked on a lock sits in (futex), by machine.
 _FUTEX = {"x86_64": 202, "aarch64": 98}
 _DEPTH = 64 * 1024  # how far below the blocked stack pointer to read
@@ -27,9 +29,17 @@ def supported() -> bool:
     return platform.machine() in _FUTEX and os.path.exists("/proc/self/syscall")
 
 
-def stack_depths_after(operation: Callable[[], object], needle: memoryview) -> list[int]:
+def stack_depths_after(
+    operation: Callable[[], object], needle: memoryview, *, clean_start: bool = False
+) -> list[int]:
     """Run ``operation`` on this thread, then return where ``needle`` lies on this thread's
-    stack: bytes below the stack pointer of the blocked thread (negative: above it)."""
+    stack: bytes below the stack pointer of the blocked thread (negative: above it).
+
+    ``clean_start``: clear the vector registers and wipe the stack first, so that what the
+    test did before (copying the needle into its marker, a direct call to compare with) is
+    not counted against ``operation``; those leftovers lie where the operation's own frames
+    may not reach, and a spill of the registers (the dynamic linker, a signal frame) puts
+    them there."""
     futex = _FUTEX[platform.machine()]
     thread = threading.get_native_id()
     gate = threading.Lock()
@@ -57,6 +67,8 @@ def stack_depths_after(operation: Callable[[], object], needle: memoryview) -> l
 
     reader = threading.Thread(target=read_the_stack)
     reader.start()
+    if clean_start:
+        scrub_after_native()
     operation()
     gate.acquire()  # blocks here until the reader has looked
     reader.join()

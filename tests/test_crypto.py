@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from securemem import SecureBytes, _procfs, crypto
-from securemem._scrub import scrub_after_native
 from tests import copy_counts, stackview
 from tests.conftest import REPO, run_python
 from tests.memscan import Marker, assert_only_in_and_gone_after_close
@@ -309,16 +308,6 @@ def partial_block() -> Iterator[tuple[Marker, SecureBytes]]:
         yield marker, plaintext
 
 
-def clean_start(operation: Callable[[], object]) -> Callable[[], None]:
-    """``operation``, run after clearing the vector registers and wiping the stack below."""
-
-    def run() -> None:
-        scrub_after_native()
-        operation()
-
-    return run
-
-
 @needs_stackview
 @pytest.mark.parametrize("algorithm", list(KEY_SIZES), ids=algorithm_name)
 def test_encrypt_and_decrypt_leave_no_plaintext_on_the_stack(
@@ -351,18 +340,20 @@ def test_encrypt_and_decrypt_leave_no_plaintext_on_the_stack(
         with marker.view() as needle:  # released before any assertion can fail
             alone_encrypt = stackview.stack_depths_after(encrypt_alone, needle)
             alone_decrypt = stackview.stack_depths_after(decrypt_alone, needle)
-            # Through securemem, each call starts from clean registers and a wiped stack: the
-            # direct calls just before leave the block where a later call's frames may not
-            # reach (CI once found it 2,512 bytes deep after crypto.encrypt, in a full run),
-            # and that leftover is theirs, not securemem's.
+            # Through securemem, each call starts clean: the direct calls just before leave
+            # the block where a later call's frames may not reach (CI once found it 2,512
+            # bytes deep after crypto.encrypt, in a full run), and that leftover is theirs.
             through_encrypt = stackview.stack_depths_after(
-                clean_start(lambda: crypto.encrypt(cipher, NONCE, plaintext)), needle
+                lambda: crypto.encrypt(cipher, NONCE, plaintext), needle, clean_start=True
             )
             through_decrypt = stackview.stack_depths_after(
-                clean_start(lambda: crypto.decrypt_into(cipher, NONCE, ciphertext, None, out)),
+                lambda: crypto.decrypt_into(cipher, NONCE, ciphertext, None, out),
                 needle,
+                clean_start=True,
             )
-            through_invalid_tag = stackview.stack_depths_after(clean_start(decrypt_forged), needle)
+            through_invalid_tag = stackview.stack_depths_after(
+                decrypt_forged, needle, clean_start=True
+            )
     copy_counts.assert_copies(
         f"alone: partial block on the stack after encrypt, {name}", len(alone_encrypt)
     )

@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem import SecureBytes, _bignum, _pem, crypto
-from securemem._scrub import scrub_after_native
 from tests import stackview
 from tests.conftest import run_python
 from tests.copy_counts import KEY_FILES, installed_release, mismatch
@@ -386,17 +385,11 @@ def test_legacy_pem_is_decrypted_by_securemem_not_by_cryptographys_pem_loader(
 def test_loading_leaves_no_key_on_the_stack(keys: Path, case: Case) -> None:
     # Read from a second thread while this one blocks right after the load (tests/stackview):
     # nothing the load ran, native or Python, left the key's secret on this thread's stack.
-    # The load starts from clean vector registers and a wiped stack: making the marker moved
-    # the secret through the registers, and whatever spilled them next (the dynamic linker
-    # binding a symbol, a signal frame) left it where the load's own frames do not reach.
-    # Without this the test failed in about one run of four of ci/oldest-tests.txt, on the
-    # main of before as well, always the first encrypted RSA key, never in isolation.
-    def load_from_a_clean_start() -> None:
-        scrub_after_native()
-        load(keys, case)
-
+    # The load starts clean: making the marker moved the secret through the registers.
+    # Without it the test failed in about one run of four of ci/oldest-tests.txt (on the
+    # main of before too), always the first encrypted RSA key, never in isolation.
     with secret_marker(keys, case) as marker, marker.view() as needle:
-        found = stackview.stack_depths_after(load_from_a_clean_start, needle)
+        found = stackview.stack_depths_after(lambda: load(keys, case), needle, clean_start=True)
     assert found == [], f"loading {case.name} left the key {found} bytes below the stack pointer"
 
 

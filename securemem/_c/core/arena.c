@@ -345,8 +345,7 @@ static void trim_reserve(sm_arena *a);
 static void dissolve(sm_arena *a, sm_slab *s, int keep) {
     sm_region *r = s->region;
     size_t index = index_of(a, r, s->page);
-    partial_remove(a, s);
-    memset(s, 0, sizeof *s); /* its bookkeeping stays in the region's block */
+    partial_remove(a, s); /* its record stays in the region's block until reused */
     return_pages(a, r, index, 1, keep);
 }
 
@@ -467,7 +466,7 @@ static void adopt_prefetched(sm_arena *a, sm_region *r) {
     }
 }
 
-/* The native worker's region, once its lock is done (never handed out while pending). */
+/* The oldest prepared region's job, taken off the arena's list. */
 static sm_job_state *jobs_pop(sm_arena *a) {
     sm_job_state *job = a->jobs[0];
     for (int i = 1; i < a->njobs; i++)
@@ -476,16 +475,24 @@ static sm_job_state *jobs_pop(sm_arena *a) {
     return job;
 }
 
-static sm_region *adopt_native(sm_arena *a, size_t pages) {
-    sm_job_state *job = a->jobs[0];
-    if (sm_job_state_of(job) == JOB_RUNNING) {
-        a->prefetch_waited++;
+/* The job's final state, once the worker is done with it (waited for without the GIL);
+   1 in *waited if it had to be waited for. */
+static int job_outcome(sm_job_state *job, int *waited) {
+    *waited = sm_job_state_of(job) == JOB_RUNNING;
+    if (*waited) {
         Py_BEGIN_ALLOW_THREADS
         sm_job_wait(job);
         Py_END_ALLOW_THREADS
     }
-    jobs_pop(a);
-    if (sm_job_state_of(job) != JOB_READY) {
+    return sm_job_state_of(job);
+}
+
+/* The native worker's region, once its lock is done (never handed out while pending). */
+static sm_region *adopt_native(sm_arena *a, size_t pages) {
+    sm_job_state *job = jobs_pop(a);
+    int waited, state = job_outcome(job, &waited);
+    a->prefetch_waited += (size_t)waited;
+    if (state != JOB_READY) {
         a->prefetch_failed++;
         a->prefetch_paused = 1; /* resumed by release_reserve(): the limit is better spent */
         sm_job_let_go(job);
@@ -507,10 +514,11 @@ static sm_region *adopt_native(sm_arena *a, size_t pages) {
     return r;
 }
 
-/* Once the prepared regions are all adopted and the current one is being used, ask
-   the worker for the next SM_PREFETCH_DEPTH (as many as fit the limit). */
+/* Once the prepared regions are all adopted and less than a region's worth of locked
+   pages is left ahead, ask the worker for the next SM_PREFETCH_DEPTH (as many as fit the
+   limit). */
 static void consider_native(sm_arena *a) {
-    if (a->njobs != 0 || a->prefetch_paused || a->nprefetched >= a->prefetch_low_water)
+    if (a->njobs != 0 || a->prefetch_paused || a->nprefetched >= a->region_pages)
         return;
     size_t pages = a->region_pages + 2;
     int count = SM_PREFETCH_DEPTH;
@@ -541,17 +549,12 @@ static void read_prefetch_limit(sm_arena *a) {
     a->prefetch_limit = sm_memlock_limit(&soft, &hard) == 0 ? soft : UINT64_MAX;
 }
 
-/* Give back the regions prepared and not used (release_reserve, a dropped arena). */
+/* Give back the regions prepared and not adopted: munmap drops their locks. */
 static void release_native_jobs(sm_arena *a) {
-    a->prefetch_paused = 0;
-    read_prefetch_limit(a);
     while (a->njobs > 0) {
         sm_job_state *job = jobs_pop(a);
-        Py_BEGIN_ALLOW_THREADS
-        sm_job_wait(job);
-        Py_END_ALLOW_THREADS
-        if (sm_job_state_of(job) == JOB_READY) {
-            /* munmap drops the lock with the mapping */
+        int waited;
+        if (job_outcome(job, &waited) == JOB_READY) {
             sm_unlock((void *)(job->base + a->page), job->length - 2 * a->page);
             sm_unmap((void *)job->base, job->length);
         }
@@ -1110,9 +1113,13 @@ static int arena_init(PyObject *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
+/* release_reserve(), a dropped arena: give back what was prepared and resume prefetching
+   (under the limit as it is now). */
 static void release_prefetched(sm_arena *a) {
     if (a->native_prefetch) {
         release_native_jobs(a);
+        a->prefetch_paused = 0;
+        read_prefetch_limit(a);
     } else if (a->prefetcher != NULL && a->prefetcher != Py_None) {
         PyObject *result = PyObject_CallMethod(a->prefetcher, "close", NULL);
         if (result == NULL)
@@ -1209,12 +1216,8 @@ static PyObject *arena_stats(PyObject *self, PyObject *unused) {
        and mapped all the same: counted (as reserve), so that stats match the kernel. */
     for (int i = 0; i < a->njobs; i++) {
         sm_job_state *job = a->jobs[i];
-        if (sm_job_state_of(job) == JOB_RUNNING) {
-            Py_BEGIN_ALLOW_THREADS
-            sm_job_wait(job);
-            Py_END_ALLOW_THREADS
-        }
-        if (sm_job_state_of(job) == JOB_READY) {
+        int waited;
+        if (job_outcome(job, &waited) == JOB_READY) {
             locked += job->length - 2 * a->page;
             reserve += job->length - 2 * a->page;
             mapped += job->length;
@@ -1285,11 +1288,9 @@ static PyObject *arena_locked_pages(PyObject *self, PyObject *unused) {
     return dict;
 }
 
-static PyObject *arena_enable_native_prefetch(PyObject *self, PyObject *low_water) {
+static PyObject *arena_enable_native_prefetch(PyObject *self, PyObject *unused) {
     sm_arena *a = (sm_arena *)self;
-    size_t mark = PyLong_AsSize_t(low_water);
-    if (mark == (size_t)-1 && PyErr_Occurred())
-        return NULL;
+    (void)unused;
     if (check_ready(a) < 0)
         return NULL;
     if (a->ops != &sm_native_ops || a->secretmem) {
@@ -1297,19 +1298,15 @@ static PyObject *arena_enable_native_prefetch(PyObject *self, PyObject *low_wate
         return NULL;
     }
     a->native_prefetch = 1;
-    a->prefetch_low_water = mark;
     read_prefetch_limit(a);
     /* The first region is prepared now, at construction, so that even the first growth
        adopts a locked region instead of mapping and locking in the allocating thread. */
     if (lock_arena(a) < 0)
         return NULL;
     consider_native(a);
-    sm_job_state *job = a->njobs ? a->jobs[0] : NULL;
-    if (job != NULL) {
-        Py_BEGIN_ALLOW_THREADS
-        sm_job_wait(job);
-        Py_END_ALLOW_THREADS
-    }
+    int waited;
+    if (a->njobs != 0)
+        job_outcome(a->jobs[0], &waited);
     unlock_arena(a);
     Py_RETURN_NONE;
 }
@@ -1329,12 +1326,9 @@ static PyObject *arena_prefetch_prepared(PyObject *self, PyObject *unused) {
     sm_arena *a = (sm_arena *)self;
     (void)unused;
     sm_job_state *job = a->njobs ? a->jobs[0] : NULL;
-    if (job == NULL)
-        Py_RETURN_NONE;
-    Py_BEGIN_ALLOW_THREADS
-    sm_job_wait(job);
-    Py_END_ALLOW_THREADS
-    if (a->njobs == 0 || a->jobs[0] != job || sm_job_state_of(job) != JOB_READY)
+    int waited;
+    if (job == NULL || job_outcome(job, &waited) != JOB_READY || a->njobs == 0 ||
+        a->jobs[0] != job)
         Py_RETURN_NONE;
     return Py_BuildValue("(nn)", (Py_ssize_t)job->base, (Py_ssize_t)job->length);
 }
@@ -1426,7 +1420,7 @@ static PyMethodDef arena_methods[] = {
     {"locked_pages", arena_locked_pages, METH_NOARGS,
      "{page address: holders} for every page this arena keeps locked."},
     {"_core_state", arena_core_state, METH_NOARGS, NULL},
-    {"_enable_native_prefetch", arena_enable_native_prefetch, METH_O, NULL},
+    {"_enable_native_prefetch", arena_enable_native_prefetch, METH_NOARGS, NULL},
     {"_prefetch_counters", arena_prefetch_counters, METH_NOARGS, NULL},
     {"_prefetch_prepared", arena_prefetch_prepared, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -159,7 +159,6 @@ typedef struct sm_arena {
     int native_prefetch, prefetch_paused;
     sm_job_state *jobs[SM_PREFETCH_DEPTH];
     int njobs;
-    size_t prefetch_low_water;
     uint64_t prefetch_limit; /* RLIMIT_MEMLOCK's soft limit as last read (UINT64_MAX: none) */
     size_t prefetch_started, prefetch_adopted, prefetch_waited, prefetch_failed, prefetch_woken;
     struct sm_arena *reg_prev, *reg_next;
