@@ -6,6 +6,13 @@ pointer, so a leftover at a few KiB deep is gone before the scan reads it. Here 
 that made the call blocks on a lock at once (a few hundred bytes of C frames), and a second
 thread reads the blocked thread's stack through /proc/self/mem, into a private mapping that
 is wiped afterwards (what it reads may hold the very secrets the test looks for).
+
+"Blocked on the lock" is told apart from "waiting for the GIL", which is a futex wait too:
+the calling thread drops the GIL every few milliseconds while the reader polls, so a slow
+operation (an OpenSSH RSA load runs Python bignum loops for half a second) was once read in
+the middle, with its unscrubbed leftovers below. The reader now waits for the operation to
+have returned (a flag set without a C call) and for a futex wait without a timeout (the
+GIL's waits are timed).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ def stack_depths_after(
     gate.acquire()
     found: list[int] = []
     failure: list[BaseException] = []
+    returned = False
 
     def read_the_stack() -> None:
         try:
@@ -53,7 +61,9 @@ def stack_depths_after(
             while True:
                 with open(f"/proc/self/task/{thread}/syscall", encoding="ascii") as status:
                     fields = status.read().split()
-                if fields[0] == str(futex):
+                # fields: number, six arguments, stack pointer, program counter; a futex's
+                # fourth argument is its timeout
+                if returned and fields[0] == str(futex) and int(fields[4], 16) == 0:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError("the calling thread never blocked on the lock")
@@ -70,6 +80,7 @@ def stack_depths_after(
     if clean_start:
         scrub_after_native()
     operation()
+    returned = True  # a cell store: no C call, so nothing overwrites what operation() left
     gate.acquire()  # blocks here until the reader has looked
     reader.join()
     if failure:
