@@ -152,6 +152,7 @@ static sm_region *region_add(sm_arena *a, uintptr_t base, size_t pages, int wipe
     if (!wiped_on_fork)
         a->fork_wipe_needed = 1;
     a->regions[a->nregions++] = r;
+    a->unused_pages += pages - 2;
     return r;
 }
 
@@ -192,6 +193,7 @@ static void unmap_if_empty(sm_arena *a, sm_region *r) {
     }
     memmove(&a->regions[i], &a->regions[i + 1], (a->nregions - i - 1) * sizeof *a->regions);
     a->nregions--;
+    a->unused_pages -= r->pages - 2; /* none used: checked above */
     region_free(r);
 }
 
@@ -375,6 +377,7 @@ static void return_pages(sm_arena *a, sm_region *r, size_t first, size_t count, 
     uint8_t *unlock_these = calloc(count, 1);
     size_t kept = 0, to_unlock = 0;
     r->used -= count;
+    a->unused_pages += count;
     for (size_t i = first; i < first + count; i++) {
         r->state[i] = PAGE_FREE;
         if (r->flags[i] & PF_UNLOCKED) {
@@ -456,14 +459,48 @@ void sm_free(sm_arena *a, int kind, void *owner, uintptr_t address) {
 
 /* -- allocation ---------------------------------------------------------------------- */
 
-static void adopt_prefetched(sm_arena *a, sm_region *r) {
+/* The usable pages of a region locked ahead: one hold each (the prefetch's), marked as
+   prefetched. The native worker calls it on the bookkeeping it makes, so that adopting
+   the region does not write a line per page in the allocating thread. */
+void sm_region_mark_prefetched(sm_region *r) {
     for (size_t i = 1; i + 1 < r->pages; i++) {
         r->holds[i] = 1;
         r->flags[i] |= PF_PREFETCHED;
-        a->locked_pages++;
-        a->nprefetched++;
-        r->reserved++;
     }
+}
+
+/* Ask for the cache lines of a page's bookkeeping before they are needed. Growth is
+   when they are cold (made by the prefetch worker on another CPU, or last touched a
+   region ago): each one read in turn cost a miss after the other, a microsecond or more
+   of a growing allocation; fetched together they cost about one. */
+static void prefetch_bookkeeping(sm_region *r, size_t index) {
+    if (index + 1 >= r->pages)
+        return;
+    __builtin_prefetch(&r->slabs[index], 1);
+    __builtin_prefetch(&r->slot_bits[index * r->slot_words], 1);
+    __builtin_prefetch(&r->holds[index], 1);
+    __builtin_prefetch(&r->flags[index], 1);
+    __builtin_prefetch(&r->state[index], 1);
+    __builtin_prefetch(&r->rnode[index], 0);
+}
+
+/* Count a marked region's pages as the arena's, locked and prefetched. */
+static void adopt_prefetched(sm_arena *a, sm_region *r) {
+    size_t usable = r->pages - 2;
+    a->locked_pages += usable;
+    a->nprefetched += usable;
+    r->reserved += usable;
+}
+
+/* Done with a job: kept for the next request if the worker is done with it too. */
+static void let_go_of_job(sm_arena *a, sm_job_state *job) {
+    sm_job_state *kept = sm_job_let_go_keeping(job);
+    if (kept == NULL)
+        return;
+    if (a->nspare < SM_PREFETCH_DEPTH)
+        a->spare_jobs[a->nspare++] = kept;
+    else
+        sm_job_discard(kept);
 }
 
 /* The oldest prepared region's job, taken off the arena's list. */
@@ -495,14 +532,18 @@ static sm_region *adopt_native(sm_arena *a, size_t pages) {
     if (state != JOB_READY) {
         a->prefetch_failed++;
         a->prefetch_paused = 1; /* resumed by release_reserve(): the limit is better spent */
-        sm_job_let_go(job);
+        let_go_of_job(a, job);
         return NULL;
     }
     uintptr_t base = job->base;
     int wiped = job->wiped_on_fork;
     sm_region *made = job->made; /* the worker's bookkeeping for it: now the arena's */
     job->made = NULL;
-    sm_job_let_go(job);
+    if (made != NULL) {
+        __builtin_prefetch(made, 1);
+        prefetch_bookkeeping(made, 1); /* the page the allocation takes next */
+    }
+    let_go_of_job(a, job);
     sm_region *r = region_add(a, base, pages, wiped, made);
     if (r == NULL) {
         if (sm_unmap((void *)base, pages * a->page) != 0)
@@ -534,7 +575,8 @@ static void consider_native(sm_arena *a) {
             count = (int)fit;
     }
     int woke;
-    a->njobs = sm_jobs_start(pages * a->page, a->page, a->jobs, count, &woke);
+    a->njobs = sm_jobs_start(pages * a->page, a->page, a->jobs, count, &woke, a->spare_jobs,
+                             &a->nspare);
     a->prefetch_woken += (size_t)woke;
     if (a->njobs == 0) {
         a->prefetch_failed++; /* no thread to be had: never the user's problem */
@@ -558,7 +600,7 @@ static void release_native_jobs(sm_arena *a) {
             sm_unlock((void *)(job->base + a->page), job->length - 2 * a->page);
             sm_unmap((void *)job->base, job->length);
         }
-        sm_job_let_go(job);
+        let_go_of_job(a, job);
     }
 }
 
@@ -595,8 +637,10 @@ static sm_region *map_region(sm_arena *a, size_t pages) {
                 Py_XDECREF(w);
                 PyErr_Clear();
                 sm_region *r = region_add(a, base, pages, wiped, NULL);
-                if (r != NULL)
+                if (r != NULL) {
+                    sm_region_mark_prefetched(r);
                     adopt_prefetched(a, r);
+                }
                 return r;
             }
             Py_DECREF(prepared);
@@ -696,7 +740,9 @@ static int hold_pages(sm_arena *a, sm_region *r, size_t first, size_t count, siz
 static int take_pages(sm_arena *a, size_t count, sm_region **out, size_t *first) {
     sm_region *r = NULL;
     size_t index = 0;
-    for (size_t k = a->nregions; k-- > 0 && r == NULL;) {
+    /* with fewer unused pages than wanted in all regions together, no region has the
+       run: growing a full arena then reads no region (a cold line each) before it maps */
+    for (size_t k = a->unused_pages >= count ? a->nregions : 0; k-- > 0 && r == NULL;) {
         sm_region *candidate = a->regions[k];
         /* a full region is skipped by its count: scanning every page of every region
            made each growth cost time in proportion to the arena's size */
@@ -728,6 +774,7 @@ static int take_pages(sm_arena *a, size_t count, sm_region **out, size_t *first)
     }
     memset(r->state + index, PAGE_USED, count);
     r->used += count;
+    a->unused_pages -= count;
     r->reserved -= from_reserve;
     if (a->native_prefetch) {
         consider_native(a);
@@ -771,6 +818,7 @@ static int allocate(sm_arena *a, size_t size, int *kind, void **owner, uintptr_t
                 s->free[slots / 64] = ((uint64_t)1 << (slots % 64)) - 1;
             s->nfree = slots;
             partial_append(a, s);
+            prefetch_bookkeeping(r, index + 1); /* the next growth most likely takes it */
         }
         /* the lowest free slot: a slab fills from its start, and a freed slot is the first
            to be used again once it is the lowest */
@@ -1059,6 +1107,7 @@ void sm_after_fork_child(void) {
         }
         a->regions = NULL;
         a->nregions = a->cregions = 0;
+        a->unused_pages = 0;
         for (int c = 0; c < SM_CLASSES; c++)
             a->partial_head[c] = a->partial_tail[c] = NULL;
         a->reserve_head = a->reserve_tail = NULL;
@@ -1360,10 +1409,13 @@ static void arena_dealloc(PyObject *self) {
                 region_free(r);
             }
             a->nregions = 0;
+            a->unused_pages = 0;
             PyErr_Restore(type_, value, tb);
             unlock_arena(a);
         }
         free(a->regions);
+        while (a->nspare > 0)
+            sm_job_discard(a->spare_jobs[--a->nspare]);
         if (a->reg_prev)
             a->reg_prev->reg_next = a->reg_next;
         else if (registry == a)

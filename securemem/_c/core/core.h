@@ -145,6 +145,7 @@ typedef struct sm_arena {
     uint64_t generation;
     sm_region **regions;
     size_t nregions, cregions;
+    size_t unused_pages; /* the regions' usable pages not owned by a slab or a run */
     sm_slab *partial_head[SM_CLASSES], *partial_tail[SM_CLASSES];
     sm_rnode *reserve_head, *reserve_tail;
     size_t nreserve, nprefetched;
@@ -159,6 +160,10 @@ typedef struct sm_arena {
     int native_prefetch, prefetch_paused;
     sm_job_state *jobs[SM_PREFETCH_DEPTH];
     int njobs;
+    /* jobs the worker is done with, kept for the next request: freeing one and making
+       another cost an adoption a few microseconds of cold memory */
+    sm_job_state *spare_jobs[SM_PREFETCH_DEPTH];
+    int nspare;
     uint64_t prefetch_limit; /* RLIMIT_MEMLOCK's soft limit as last read (UINT64_MAX: none) */
     size_t prefetch_started, prefetch_adopted, prefetch_waited, prefetch_failed, prefetch_woken;
     struct sm_arena *reg_prev, *reg_next;
@@ -205,6 +210,7 @@ void sm_closed_with_views(sm_arena *a, size_t size);
 void sm_views_gone(sm_arena *a);
 void sm_in_use_less(sm_arena *a, size_t size);
 sm_region *sm_region_new(size_t pages, size_t page);
+void sm_region_mark_prefetched(sm_region *r);
 sm_arena *sm_default_arena(void);
 void sm_after_fork_child(void);
 /* every arena unlocks and unmaps the free pages it keeps (purge); never raises */
@@ -212,10 +218,13 @@ void sm_release_free_everywhere(void);
 
 /* prefetch.c */
 void sm_prefetch_after_fork_child(void);
-int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke);
+int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke,
+                  sm_job_state **spares, int *nspare);
 int sm_job_state_of(sm_job_state *job);
 void sm_job_wait(sm_job_state *job);
 void sm_job_let_go(sm_job_state *job);
+sm_job_state *sm_job_let_go_keeping(sm_job_state *job);
+void sm_job_discard(sm_job_state *job);
 
 /* securebytes.c */
 int sm_secret_type_init(PyObject *module);

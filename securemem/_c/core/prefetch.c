@@ -45,19 +45,39 @@ static sm_job_state *job_new(size_t length, size_t page) {
     return job;
 }
 
-static void job_discard(sm_job_state *job) {
+void sm_job_discard(sm_job_state *job) {
     free(job->made); /* made for a region never adopted */
     pthread_mutex_destroy(&job->mutex);
     pthread_cond_destroy(&job->done);
     free(job);
 }
 
-void sm_job_let_go(sm_job_state *job) {
+/* One reference less; the job itself if that was the last one (the caller may reuse
+   it: the worker is done with it, its lock is free and nobody waits on it), else NULL. */
+sm_job_state *sm_job_let_go_keeping(sm_job_state *job) {
     pthread_mutex_lock(&job->mutex);
     int left = --job->references;
     pthread_mutex_unlock(&job->mutex);
-    if (left == 0)
-        job_discard(job);
+    return left == 0 ? job : NULL;
+}
+
+void sm_job_let_go(sm_job_state *job) {
+    if (sm_job_let_go_keeping(job) != NULL)
+        sm_job_discard(job);
+}
+
+/* A spare job made ready for another region. */
+static sm_job_state *job_reuse(sm_job_state *job, size_t length, size_t page) {
+    free(job->made);
+    job->made = NULL;
+    job->next = NULL;
+    job->base = 0;
+    job->error = job->wiped_on_fork = 0;
+    job->length = length;
+    job->page = page;
+    job->references = 2;
+    job->state = JOB_RUNNING;
+    return job;
 }
 
 static void prepare(sm_job_state *job) {
@@ -79,6 +99,8 @@ static void prepare(sm_job_state *job) {
                 state = JOB_READY;
                 /* here, not in the allocating thread: growth then allocates nothing */
                 job->made = sm_region_new(length / page, page);
+                if (job->made != NULL)
+                    sm_region_mark_prefetched(job->made);
             } else {
                 error = errno;
             }
@@ -173,9 +195,12 @@ static int worker_ensure(void) {
 /* Queue up to `count` regions of `length` bytes for the worker, with at most one
    wake-up for them all (*woke says whether it took one); returns how many were queued
    into `into` (0 with errno set: no memory or no thread). */
-int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke) {
+int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke,
+                  sm_job_state **spares, int *nspare) {
     int made = 0;
     *woke = 0;
+    while (made < count && *nspare > 0)
+        into[made++] = job_reuse(spares[--*nspare], length, page);
     while (made < count && (into[made] = job_new(length, page)) != NULL)
         made++;
     if (made == 0)
@@ -185,7 +210,7 @@ int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, in
     if (failed) {
         pthread_mutex_unlock(&queue_mutex);
         while (made > 0)
-            job_discard(into[--made]);
+            sm_job_discard(into[--made]);
         errno = failed;
         return 0;
     }

@@ -222,6 +222,25 @@ static PyObject *type_error_for(PyObject *given) {
     return NULL;
 }
 
+static PyObject *arena_keyword = NULL; /* "arena", interned */
+
+/* The common calls, SecureBytes(x) and SecureBytes(x, arena=a), without the general
+   argument parser: it touches a dozen cold cache lines, and an allocation after a pause
+   (a server between requests) paid for each. Anything else takes the parser. */
+static int only_arena_keyword(PyObject *kwargs, PyObject **arena_option) {
+    if (kwargs == NULL)
+        return 1;
+    if (PyDict_Size(kwargs) != 1 || arena_keyword == NULL)
+        return 0;
+    PyObject *value = PyDict_GetItemWithError(kwargs, arena_keyword);
+    if (value == NULL) {
+        PyErr_Clear(); /* the parser will say what is wrong */
+        return 0;
+    }
+    *arena_option = value; /* borrowed: kwargs holds it for the call */
+    return 1;
+}
+
 static int secret_init(PyObject *self, PyObject *args, PyObject *kwargs) {
     sm_secret *s = (sm_secret *)self;
     static char *names[] = {"size_or_buffer", "arena", "guarded", NULL};
@@ -232,7 +251,7 @@ static int secret_init(PyObject *self, PyObject *args, PyObject *kwargs) {
                         "make a new SecureBytes instead");
         return -1;
     }
-    if (kwargs == NULL && PyTuple_Size(args) == 1) {
+    if (PyTuple_Size(args) == 1 && only_arena_keyword(kwargs, &arena_option)) {
         given = PyTuple_GetItem(args, 0);
     } else if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &given, &arena_option,
                                             &guarded_option)) {
@@ -892,6 +911,8 @@ static PyType_Spec secret_spec = {
 int sm_secret_type_init(PyObject *module) {
     sm_SecretType = (PyTypeObject *)PyType_FromSpec(&secret_spec);
     if (sm_SecretType == NULL)
+        return -1;
+    if (arena_keyword == NULL && (arena_keyword = PyUnicode_InternFromString("arena")) == NULL)
         return -1;
     return PyModule_AddObjectRef(module, "SecureBytesBase", (PyObject *)sm_SecretType);
 }
