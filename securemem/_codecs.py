@@ -29,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from securemem._arena import Arena
-from securemem._binding import ffi, lib
-from securemem._securebytes import SecureBytes
+from securemem._binding import ArenaCore, SecureBytesBase, ffi, lib
+
+# The secret's class is an argument (SecureBytes passes its own), so that this module and
+# securemem._securebytes do not import each other.
+_Secret = TypeVar("_Secret", bound=SecureBytesBase)
 
 __all__ = [
     "decode_base64",
@@ -57,31 +59,32 @@ _STANDARD = (ord("+"), ord("/"))
 _URLSAFE = (ord("-"), ord("_"))
 
 
-def decode_hex(text: Text, *, arena: Arena | None = None) -> SecureBytes:
-    """Hex ``text`` decoded into a new :class:`SecureBytes` (see the module docstring)."""
-    return _decode("hex", _hex_decoder, text, arena, 0)
+def decode_hex(cls: type[_Secret], text: Text, *, arena: ArenaCore | None = None) -> _Secret:
+    """Hex ``text`` decoded into a new ``cls`` (see the module docstring)."""
+    return _decode(cls, "hex", _hex_decoder, text, arena, 0)
 
 
 def decode_base64(
-    text: Text, *, urlsafe: bool = False, arena: Arena | None = None
-) -> SecureBytes:
-    """Base64 ``text`` decoded into a new :class:`SecureBytes` (see the module docstring).
+    cls: type[_Secret], text: Text, *, urlsafe: bool = False, arena: ArenaCore | None = None
+) -> _Secret:
+    """Base64 ``text`` decoded into a new ``cls`` (see the module docstring).
 
     ``urlsafe=True`` takes the URL-safe alphabet (``-`` and ``_`` for values 62 and 63) and
     only that one; padding is required either way, as the standard library requires it.
     """
-    return _decode("base64", _base64_decoder(urlsafe), text, arena, 0)
+    return _decode(cls, "base64", _base64_decoder(urlsafe), text, arena, 0)
 
 
 def decode_base64_region(
+    cls: type[_Secret],
     buffer: Text,
     offset: int,
     length: int,
     *,
     urlsafe: bool = False,
-    arena: Arena | None = None,
-) -> SecureBytes:
-    """``buffer[offset:offset + length]`` decoded from base64 into a new :class:`SecureBytes`.
+    arena: ArenaCore | None = None,
+) -> _Secret:
+    """``buffer[offset:offset + length]`` decoded from base64 into a new ``cls``.
 
     For a base64 body inside a larger buffer (a PEM block in a key file held in a
     ``SecureBytes``): no slice of the buffer is copied. Whitespace and line ends (``\\n`` or
@@ -98,15 +101,15 @@ def decode_base64_region(
                 f"{size}-byte buffer"
             )
         return _decode_pointer(
-            "base64", _base64_decoder(urlsafe), pointer + offset, length, arena, offset
+            cls, "base64", _base64_decoder(urlsafe), pointer + offset, length, arena, offset
         )
 
 
-def encode_hex(secret: SecureBytes, *, arena: Arena | None = None) -> SecureBytes:
-    """Lowercase hex of ``secret``, as ASCII text in a new :class:`SecureBytes`."""
+def encode_hex(secret: _Secret, *, arena: ArenaCore | None = None) -> _Secret:
+    """Lowercase hex of ``secret``, as ASCII text in a new secret of its class."""
     with secret.view() as source:
         size = source.nbytes
-        encoded = SecureBytes(2 * size, arena=arena)
+        encoded = type(secret)(2 * size, arena=arena)
         try:
             if size:
                 with ffi.from_buffer("unsigned char[]", source) as data:
@@ -119,14 +122,14 @@ def encode_hex(secret: SecureBytes, *, arena: Arena | None = None) -> SecureByte
 
 
 def encode_base64(
-    secret: SecureBytes, *, urlsafe: bool = False, arena: Arena | None = None
-) -> SecureBytes:
+    secret: _Secret, *, urlsafe: bool = False, arena: ArenaCore | None = None
+) -> _Secret:
     """Padded base64 of ``secret`` (URL-safe alphabet with ``urlsafe=True``), as ASCII text
-    in a new :class:`SecureBytes`."""
+    in a new secret of its class."""
     char62, char63 = _alphabet(urlsafe)
     with secret.view() as source:
         size = source.nbytes
-        encoded = SecureBytes(lib.sm_base64_encoded_length(size), arena=arena)
+        encoded = type(secret)(lib.sm_base64_encoded_length(size), arena=arena)
         try:
             if size:
                 with ffi.from_buffer("unsigned char[]", source) as data:
@@ -166,14 +169,27 @@ def _alphabet(urlsafe: bool) -> tuple[int, int]:
     return _URLSAFE if urlsafe else _STANDARD
 
 
-def _decode(kind: str, decoder: Decoder, text: Text, arena: Arena | None, base: int) -> SecureBytes:
+def _decode(
+    cls: type[_Secret],
+    kind: str,
+    decoder: Decoder,
+    text: Text,
+    arena: ArenaCore | None,
+    base: int,
+) -> _Secret:
     with _text_view(text) as (pointer, size):
-        return _decode_pointer(kind, decoder, pointer, size, arena, base)
+        return _decode_pointer(cls, kind, decoder, pointer, size, arena, base)
 
 
 def _decode_pointer(
-    kind: str, decoder: Decoder, text: Any, length: int, arena: Arena | None, base: int
-) -> SecureBytes:
+    cls: type[_Secret],
+    kind: str,
+    decoder: Decoder,
+    text: Any,
+    length: int,
+    arena: ArenaCore | None,
+    base: int,
+) -> _Secret:
     """Two passes over the text: the first checks it and counts the decoded bytes without
     writing any, the second writes them into a SecureBytes of exactly that size."""
     written = ffi.new("size_t *")
@@ -182,7 +198,7 @@ def _decode_pointer(
     if status != lib.SM_CODEC_OK:
         raise ValueError(_error_message(kind, status, base + error_at[0]))
     size = written[0]
-    decoded = SecureBytes(size, arena=arena)
+    decoded = cls(size, arena=arena)
     try:
         if size:
             status = decoder(_pointer(decoded), size, text, length, written, error_at)
@@ -200,7 +216,7 @@ def _decode_pointer(
     return decoded
 
 
-def _pointer(secret: SecureBytes) -> Any:
+def _pointer(secret: SecureBytesBase) -> Any:
     return ffi.cast("unsigned char *", secret.address)
 
 
@@ -210,7 +226,7 @@ def _text_view(text: Text) -> Iterator[tuple[Any, int]]:
     if isinstance(text, str):
         yield _str_pointer(text), len(text)  # ``text`` stays referenced: the pointer stays valid
         return
-    if isinstance(text, SecureBytes):
+    if isinstance(text, SecureBytesBase):
         view = text.view()  # a view keeps its memory from reuse even if it is closed meanwhile
     else:
         try:

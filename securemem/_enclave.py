@@ -99,7 +99,7 @@ def _aead() -> tuple[type[AESGCMSIV], type[Exception]]:
 
 
 @contextlib.contextmanager
-def _readable(secret: SecureBytes) -> Iterator[memoryview]:
+def readable_view(secret: SecureBytes) -> Iterator[memoryview]:
     """A view of ``secret`` that may be read, opening a no-access guarded one meanwhile."""
     try:
         protection = secret.protection
@@ -336,7 +336,7 @@ class Enclave:
                 f"{type(secret).__name__}"
             )
         if isinstance(secret, SecureBytes):
-            with _readable(secret) as view:
+            with readable_view(secret) as view:
                 self._seal(view)
             return
         source = as_byte_view(secret)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from securemem import _codecs
 from securemem._binding import SecureBytesBase, ffi, lib
 from securemem._kernel import Protection
 from securemem._secretfile import read_secret_file
@@ -152,9 +153,7 @@ class SecureBytes(SecureBytesBase):
         ``bytes.fromhex``'s: either case, ASCII whitespace between bytes but not inside
         one. ``ValueError`` names the offset and the kind of error, never the text.
         """
-        from securemem import _codecs  # it imports this module
-
-        return _codecs.decode_hex(text, arena=arena)
+        return _codecs.decode_hex(cls, text, arena=arena)
 
     @classmethod
     def from_base64(
@@ -167,20 +166,14 @@ class SecureBytes(SecureBytesBase):
         required; ``urlsafe=True`` takes ``-`` and ``_`` instead of ``+`` and ``/``.
         ``text`` and errors as for :meth:`from_hex`.
         """
-        from securemem import _codecs  # it imports this module
-
-        return _codecs.decode_base64(text, urlsafe=urlsafe, arena=arena)
+        return _codecs.decode_base64(cls, text, urlsafe=urlsafe, arena=arena)
 
     def to_hex(self) -> SecureBytes:
         """Lowercase hex of the secret, as ASCII text in a new SecureBytes (constant time)."""
-        from securemem import _codecs  # it imports this module
-
         return _codecs.encode_hex(self, arena=self._arena)
 
     def to_base64(self, *, urlsafe: bool = False) -> SecureBytes:
         """Padded base64 of the secret, as ASCII text in a new SecureBytes (constant time)."""
-        from securemem import _codecs  # it imports this module
-
         return _codecs.encode_base64(self, urlsafe=urlsafe, arena=self._arena)
 
     @property

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from typing import Any, NoReturn, SupportsIndex
 
-from securemem._enclave import Enclave, _readable
+from securemem._enclave import Enclave, readable_view
 from securemem._securebytes import Buffer, SecureBytes, wipe_view, writable_byte_view
 
 __all__ = ["Stream"]
@@ -73,7 +73,7 @@ class Stream:
         ``mmap``); it is zeroed after sealing.
         """
         if isinstance(data, SecureBytes):
-            with _readable(data) as view:
+            with readable_view(data) as view:
                 self._append(view)
             return
         source = writable_byte_view(data, "Stream.write")

@@ -385,22 +385,23 @@ BODY_END = PEM.index(b"-----END")
 @pytest.mark.parametrize("container", [bytes, bytes.decode, SecureBytes, memoryview])
 def test_region_decodes_only_the_region(container: Callable[[bytes], Any]) -> None:
     buffer = container(PEM)
-    assert decoded(decode_base64_region(buffer, BODY, BODY_END - BODY)) == b"\x00\x01\x02\x03"
+    region = decode_base64_region(SecureBytes, buffer, BODY, BODY_END - BODY)
+    assert decoded(region) == b"\x00\x01\x02\x03"
     with pytest.raises(ValueError, match="not base64") as caught:
-        decode_base64_region(buffer, BODY, BODY_END - BODY + 1)  # one '-' too many
+        decode_base64_region(SecureBytes, buffer, BODY, BODY_END - BODY + 1)  # one '-' more
     assert assert_no_echo(caught.value) == BODY_END  # offsets count from the buffer's start
 
 
 def test_region_outside_the_buffer_is_an_index_error() -> None:
     for offset, length in ((-1, 2), (0, len(PEM) + 1), (len(PEM), 1), (3, -1)):
         with pytest.raises(IndexError, match=f"{len(PEM)}-byte buffer"):
-            decode_base64_region(PEM, offset, length)
-    assert len(decode_base64_region(PEM, len(PEM), 0)) == 0
-    assert len(decode_base64_region("", 0, 0)) == 0
+            decode_base64_region(SecureBytes, PEM, offset, length)
+    assert len(decode_base64_region(SecureBytes, PEM, len(PEM), 0)) == 0
+    assert len(decode_base64_region(SecureBytes, "", 0, 0)) == 0
     with pytest.raises(TypeError, match="offset must be an int"):
-        decode_base64_region(PEM, 1.0, 2)  # type: ignore[arg-type]
+        decode_base64_region(SecureBytes, PEM, 1.0, 2)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="length must be an int"):
-        decode_base64_region(PEM, 1, True)
+        decode_base64_region(SecureBytes, PEM, 1, True)
 
 
 # -- the C guard against a text that changes between the two passes --------------------------
@@ -607,7 +608,7 @@ def test_scan_pem_region_decodes_into_locked_memory_only(marker: Marker) -> None
     body[:] = bytes(len(body))
     start = 20
     length = pem.view().tobytes().index(b"-----END") - start
-    secret = decode_base64_region(pem, start, length)
+    secret = decode_base64_region(SecureBytes, pem, start, length)
     assert marker.scan().found == [secret.address]
     secret.close()
     pem.close()
