@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 
 from tests.test_redteam_interrupts_attacks import INTERRUPTS
-from tests.test_redteam_support import PAGE, in_child
+from tests.test_redteam_support import PAGE, SANITIZER, in_child, scaled
 
 MODULE = "tests.test_redteam_interrupts_attacks"
 
@@ -39,11 +39,12 @@ MODES = {
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_interrupt_storm_leaves_nothing_unwiped_stuck_or_miscounted(mode: str) -> None:
-    result = in_child(MODULE, "interrupt_storm", mode=mode, iterations=MODES[mode])
-    assert result["interrupts"] >= INTERRUPTS, (
+    result = in_child(MODULE, "interrupt_storm", mode=mode, iterations=scaled(MODES[mode]))
+    assert result["interrupts"] >= scaled(INTERRUPTS), (
         f"too few interrupts landed to prove anything: {result}"
     )
-    assert result["unwiped"] == 0, f"secrets left unwiped in memory: {result}"
+    # not scanned under a sanitizer build (tools/sanitize.sh): the plain run asserts it
+    assert result["unwiped"] == (None if SANITIZER else 0), f"secrets left unwiped: {result}"
     assert result["allocations"] == 0 and result["in_use_bytes"] == 0, f"stuck slots: {result}"
     assert abs(result["stats_locked"] - result["kernel_locked"]) <= PAGE, (
         f"stats() and the kernel disagree on what is locked: {result}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import signal
 from typing import Any
 
@@ -22,6 +23,16 @@ OTHER = 0x42  # "B"
 WRITTEN = 0x58  # "X": what the attacked operation writes
 SIZE = 32
 PAGE = mmap.PAGESIZE
+
+# Set by tools/sanitize.sh: the native core is built with ASan+UBSan or TSan, several times
+# slower. The storms then run a fifth of their rounds (CI's time), with the same assertions
+# on what must never happen, and still require their races or interrupts to land.
+SANITIZER = os.environ.get("SECUREMEM_SANITIZER", "")
+
+
+def scaled(count: int) -> int:
+    """``count`` rounds (or landings required), a fifth of them under a sanitizer build."""
+    return max(10, count // 5) if SANITIZER else count
 
 
 def describe_exit(returncode: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_redteam_support import in_child
+from tests.test_redteam_support import in_child, scaled
 
 MODULE = "tests.test_redteam_threads_attacks"
 
@@ -28,7 +28,7 @@ OPERATIONS = ["wipe", "setitem", "getitem", "slice", "eq", "export"]
 def test_close_from_another_thread_never_lets_an_operation_touch_another_secret(
     operation: str, guarded: bool
 ) -> None:
-    rounds = 150 if guarded else 600
+    rounds = scaled(150 if guarded else 600)
     result = in_child(MODULE, "close_race", operation=operation, guarded=guarded, rounds=rounds)
     assert result["raced"] > rounds // 4, f"too few rounds raced to prove anything: {result}"
     assert result["corrupted"] == 0, f"another secret changed: {result}"
@@ -36,7 +36,7 @@ def test_close_from_another_thread_never_lets_an_operation_touch_another_secret(
 
 
 def test_two_threads_closing_one_secret_free_its_slot_once() -> None:
-    result = in_child(MODULE, "double_close_race", rounds=500)
+    result = in_child(MODULE, "double_close_race", rounds=scaled(500))
     assert result["handed_out_twice"] == 0, f"a slot was freed twice: {result}"
     assert result["allocations_left"] == 0, result
 
