@@ -32,9 +32,12 @@ def kernel_side_locked(arena: Arena) -> set[int]:
     return kernel_locked_pages(arena)
 
 
-def assert_arena_matches_kernel(arena: Arena) -> None:
-    """Invariant 1 on any kernel: locked exactly where the arena holds a count."""
-    assert kernel_side_locked(arena) == set(arena.locked_pages())
+def assert_arena_matches_kernel(arena: Arena, kernel_locked: set[int] | None = None) -> None:
+    """Invariant 1 on any kernel: locked exactly where the arena holds a count.
+    ``kernel_locked``: what ``kernel_side_locked(arena)`` returned just now, if read already."""
+    if kernel_locked is None:
+        kernel_locked = kernel_side_locked(arena)
+    assert kernel_locked == set(arena.locked_pages())
     kernel = arena.kernel
     if isinstance(kernel, SimulatedKernel):
         # Per-page counts mean the kernel never sees a second lock of a page,

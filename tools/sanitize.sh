@@ -76,7 +76,7 @@ for build in $BUILDS; do
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$work/report" \
         TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0:log_path=$work/report" \
         SECUREMEM_SANITIZER="$build" \
-        $launcher "$PYTHON" -m pytest -q -p no:cacheprovider -x $skip $TESTS) || {
+        $launcher "$PYTHON" -m pytest -q -p no:cacheprovider --durations=15 -x $skip $TESTS) || {
         # pytest captures the test's output: the sanitizer writes its report to a file
         cat "$work"/report.* 2>/dev/null
         exit 1
