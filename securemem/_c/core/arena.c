@@ -469,21 +469,6 @@ void sm_region_mark_prefetched(sm_region *r) {
     }
 }
 
-/* Ask for the cache lines of a page's bookkeeping before they are needed. Growth is
-   when they are cold (made by the prefetch worker on another CPU, or last touched a
-   region ago): each one read in turn cost a miss after the other, a microsecond or more
-   of a growing allocation; fetched together they cost about one. */
-static void prefetch_bookkeeping(sm_region *r, size_t index) {
-    if (index + 1 >= r->pages)
-        return;
-    __builtin_prefetch(&r->slabs[index], 1);
-    __builtin_prefetch(&r->slot_bits[index * r->slot_words], 1);
-    __builtin_prefetch(&r->holds[index], 1);
-    __builtin_prefetch(&r->flags[index], 1);
-    __builtin_prefetch(&r->state[index], 1);
-    __builtin_prefetch(&r->rnode[index], 0);
-}
-
 /* Count a marked region's pages as the arena's, locked and prefetched. */
 static void adopt_prefetched(sm_arena *a, sm_region *r) {
     size_t usable = r->pages - 2;
@@ -539,10 +524,6 @@ static sm_region *adopt_native(sm_arena *a, size_t pages) {
     int wiped = job->wiped_on_fork;
     sm_region *made = job->made; /* the worker's bookkeeping for it: now the arena's */
     job->made = NULL;
-    if (made != NULL) {
-        __builtin_prefetch(made, 1);
-        prefetch_bookkeeping(made, 1); /* the page the allocation takes next */
-    }
     let_go_of_job(a, job);
     sm_region *r = region_add(a, base, pages, wiped, made);
     if (r == NULL) {
@@ -818,7 +799,6 @@ static int allocate(sm_arena *a, size_t size, int *kind, void **owner, uintptr_t
                 s->free[slots / 64] = ((uint64_t)1 << (slots % 64)) - 1;
             s->nfree = slots;
             partial_append(a, s);
-            prefetch_bookkeeping(r, index + 1); /* the next growth most likely takes it */
         }
         /* the lowest free slot: a slab fills from its start, and a freed slot is the first
            to be used again once it is the lowest */
@@ -1409,7 +1389,6 @@ static void arena_dealloc(PyObject *self) {
                 region_free(r);
             }
             a->nregions = 0;
-            a->unused_pages = 0;
             PyErr_Restore(type_, value, tb);
             unlock_arena(a);
         }

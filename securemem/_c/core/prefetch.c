@@ -32,17 +32,28 @@ static int worker_running = 0;
 static int worker_asleep = 0; /* waiting with no deadline: a job must signal it */
 
 
+/* A job (new, or a spare the worker and the arena are done with) made ready for a
+   region of `length` bytes. */
+static sm_job_state *job_ready_for(sm_job_state *job, size_t length, size_t page) {
+    free(job->made); /* a spare's bookkeeping for a region given back unadopted */
+    job->made = NULL;
+    job->next = NULL;
+    job->base = 0;
+    job->error = job->wiped_on_fork = 0;
+    job->length = length;
+    job->page = page;
+    job->state = JOB_RUNNING;
+    job->references = 2; /* the worker's and the arena's */
+    return job;
+}
+
 static sm_job_state *job_new(size_t length, size_t page) {
     sm_job_state *job = calloc(1, sizeof *job);
     if (job == NULL)
         return NULL;
     pthread_mutex_init(&job->mutex, NULL);
     pthread_cond_init(&job->done, NULL);
-    job->length = length;
-    job->page = page;
-    job->state = JOB_RUNNING;
-    job->references = 2; /* the worker's and the arena's */
-    return job;
+    return job_ready_for(job, length, page);
 }
 
 void sm_job_discard(sm_job_state *job) {
@@ -64,20 +75,6 @@ sm_job_state *sm_job_let_go_keeping(sm_job_state *job) {
 void sm_job_let_go(sm_job_state *job) {
     if (sm_job_let_go_keeping(job) != NULL)
         sm_job_discard(job);
-}
-
-/* A spare job made ready for another region. */
-static sm_job_state *job_reuse(sm_job_state *job, size_t length, size_t page) {
-    free(job->made);
-    job->made = NULL;
-    job->next = NULL;
-    job->base = 0;
-    job->error = job->wiped_on_fork = 0;
-    job->length = length;
-    job->page = page;
-    job->references = 2;
-    job->state = JOB_RUNNING;
-    return job;
 }
 
 static void prepare(sm_job_state *job) {
@@ -200,7 +197,7 @@ int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, in
     int made = 0;
     *woke = 0;
     while (made < count && *nspare > 0)
-        into[made++] = job_reuse(spares[--*nspare], length, page);
+        into[made++] = job_ready_for(spares[--*nspare], length, page);
     while (made < count && (into[made] = job_new(length, page)) != NULL)
         made++;
     if (made == 0)

@@ -230,7 +230,7 @@ static PyObject *arena_keyword = NULL; /* "arena", interned */
 static int only_arena_keyword(PyObject *kwargs, PyObject **arena_option) {
     if (kwargs == NULL)
         return 1;
-    if (PyDict_Size(kwargs) != 1 || arena_keyword == NULL)
+    if (PyDict_Size(kwargs) != 1) /* arena_keyword is made with the type */
         return 0;
     PyObject *value = PyDict_GetItemWithError(kwargs, arena_keyword);
     if (value == NULL) {
