@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A Debian unstable chroot with the CPythons this machine does not have (3.14, 3.15) and a
+# newer OpenSSL, for running securemem's test suite there (ci/other-pythons.sh uses it).
+#
+#   ci/debian-sid-chroot.sh DIR        # make DIR (or bring an existing one up to date)
+#
+# Needs root (debootstrap, chroot, mounts). The mirror is the one apt on this machine already
+# uses, so it works wherever `apt-get install` does. The chroot is kept between runs: making it
+# costs minutes, and a second run only checks that every package is there.
+set -euo pipefail
+root=${1:?usage: ci/debian-sid-chroot.sh DIR}
+packages=(python3.14 python3.14-dev python3.14-venv python3.15 python3.15-dev python3.15-venv
+          gcc libc6-dev libsodium23 libssl3t64 openssh-client ca-certificates libcap2-bin
+          util-linux gdb)
+
+mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+         | grep -oE 'https?://[^ ]+/debian/?$' | head -n 1 || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+command -v debootstrap >/dev/null || {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+}
+
+mkdir -p "$(dirname "$root")"
+if [[ ! -x "$root/usr/bin/apt-get" ]]; then
+  rm -rf "$root"
+  debootstrap --variant=minbase sid "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {
+    tail -n 30 "$root.debootstrap.log" >&2
+    exit 1
+  }
+fi
+
+mount_into() {  # mount_into SOURCE TARGET [mount options...]: once, even when run again
+  mountpoint -q "$root/$2" || mount "${@:3}" "$1" "$root/$2"
+}
+mkdir -p "$root/proc" "$root/dev/pts" "$root/dev/shm"
+mount_into proc proc -t proc
+mount_into devpts dev/pts -t devpts -o newinstance,ptmxmode=0666
+mount_into tmpfs dev/shm -t tmpfs
+# The ptys the tests open go through /dev/ptmx, which must be the new devpts instance's.
+[[ -e "$root/dev/ptmx" && ! -L "$root/dev/ptmx" ]] && rm -f "$root/dev/ptmx"
+[[ -L "$root/dev/ptmx" ]] || ln -s pts/ptmx "$root/dev/ptmx"
+
+# unstable's Release files carry a Valid-Until that a mirror snapshot may be past.
+echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99securemem-ci"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || {
+  mkdir -p "$root/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+}
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+
+in_chroot() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 chroot "$root" "$@"; }
+if ! in_chroot dpkg -s "${packages[@]}" >/dev/null 2>&1; then
+  in_chroot apt-get update -qq
+  in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${packages[@]}" >"$root.apt.log" 2>&1 || { tail -n 30 "$root.apt.log" >&2; exit 1; }
+fi
+for python in python3.14 python3.15; do
+  in_chroot "$python" -c 'import sys, ssl; print(sys.version.split()[0], ssl.OPENSSL_VERSION)'
+done
