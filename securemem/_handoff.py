@@ -3,9 +3,11 @@
 ``ssl.SSLContext.load_cert_chain`` (and many C libraries behind Python bindings) read a key
 from a path and nothing else. Writing the key to a temporary file puts it on disk, in the page
 cache and in every backup of ``/tmp``. :func:`secret_file` instead puts it in an anonymous,
-never-linked in-memory file (``memfd_create``), whose pages are locked while the file exists
-and zeroed before it is closed, and yields its ``/proc/self/fd/N`` path. Opening that path
-opens the same in-memory file, at offset 0.
+never-linked in-memory file (``memfd_create``), whose pages are locked while the file exists,
+kept out of core dumps and out of forked children, and zeroed before it is closed, and yields
+its ``/proc/self/fd/N`` path. Opening that path opens the same in-memory file, at offset 0.
+The kernel work is in C (securemem/_c/secretfile.c), where a fork cannot land between making
+the descriptor and listing it for closing in the child.
 
 What it does not change: whatever the reading library does with the bytes it reads (OpenSSL's
 ``FILE`` buffer, its decoded key) is the same as for a file on disk. docs/other-libraries.md
@@ -15,7 +17,6 @@ gives the measured counts.
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 

@@ -348,7 +348,8 @@ def _overlapping_assignment(draw: st.DrawFn) -> tuple[int, slice, slice]:
     length = len(range(*target.indices(size)))
     step = draw(steps)
     # a source start from which `length` elements of `step` stay inside the secret
-    low, high = (0, size - 1 - (length - 1) * step) if step > 0 else (-(length - 1) * step, size - 1)
+    reach = (length - 1) * step
+    low, high = (0, size - 1 - reach) if step > 0 else (-reach, size - 1)
     if length == 0 or low > high:
         return size, target, slice(0, 0)  # nothing to move: an empty source
     start = draw(st.integers(low, high))

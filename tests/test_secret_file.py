@@ -4,7 +4,6 @@ libraries of docs/other-libraries.md working with what securemem hands them."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import ssl
@@ -18,9 +17,9 @@ import pytest
 import securemem
 from securemem import SecureBytes, SecureBytesClosedError, _procfs
 from tests.conftest import REPO, child_env, run_json, run_python
-from tests.test_coredump import _gcore, needs_gcore
 from tests.handoff_cases import MAKE_KEYS
 from tests.memscan import Marker
+from tests.test_coredump import _gcore, needs_gcore
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +88,8 @@ def test_the_files_mapping_is_locked_undumped_and_not_inherited() -> None:
         assert {"lo", "dd", "dc"} <= mapping.flags  # locked, not dumped, not copied on fork
 
 
-# A child forked inside the block tries every way in it has: the inherited descriptor, the path, and the parent's mapping.
+# A child forked inside the block tries every way in it has: the inherited descriptor, the
+# path, and the parent's mapping.
 FORKED_INSIDE = """
 import json, os
 import securemem
