@@ -32,6 +32,7 @@ from securemem import (
     _enclave,
     _procfs,
 )
+from securemem._binding import ReadGate
 from tests import copy_counts, stackview
 from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
@@ -283,6 +284,30 @@ def test_the_key_is_readable_only_during_an_operation(monkeypatch: pytest.Monkey
     monkeypatch.undo()
     assert len(seen) == 2 and all("rd" in flags and "wr" not in flags for flags in seen)
     assert not key_state()[1] & {"rd", "wr"}
+
+
+def test_the_key_gate_checks_what_it_is_given() -> None:
+    with pytest.raises(TypeError, match="guarded SecureBytes, not bytes"):
+        ReadGate(b"not a secret")  # type: ignore[arg-type]
+    with SecureBytes(32) as packed, pytest.raises(ValueError, match="guarded=True"):
+        ReadGate(packed)
+    closed = SecureBytes(32, guarded=True)
+    closed.close()
+    with pytest.raises(SecureBytesClosedError):
+        ReadGate(closed)
+    with SecureBytes(b"g" * 32, guarded=True) as key:
+        gate = ReadGate(key)
+        assert key.protection == "noaccess"
+        with pytest.raises(TypeError, match="callable"):
+            gate.call(b"not callable")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="initialised once"):
+            gate.__init__(key)  # type: ignore[misc]
+        assert gate.call(lambda view, n: (gate.users, bytes(view[:n])), 2) == (1, b"gg")
+        assert gate.users == 0 and key.protection == "noaccess"
+    with pytest.raises(SecureBytesClosedError):
+        gate.call(len)
+    with pytest.raises(TypeError, match="never initialised"):
+        ReadGate.__new__(ReadGate).call(len)
 
 
 # What OpenSSL leaves on the stack: read from a second thread while this one blocks
