@@ -44,8 +44,6 @@ ffibuilder.cdef(
     int sm_memlock_limit(uint64_t *soft, uint64_t *hard);
     int sm_disable_core_dumps(void);
     int sm_dumpable(void);
-    int sm_defer_signals(void);
-    void sm_restore_signals(void);
     void sm_wipe(void *address, size_t length);
     void sm_wipe_at(uintptr_t address, size_t length);
     size_t sm_burn_stack(size_t length);
