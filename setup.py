@@ -17,6 +17,7 @@ CORE_SOURCES = [
     "securemem/_c/core/securebytes.c",
     "securemem/_c/core/prefetch.c",
     "securemem/_c/core/purge.c",
+    "securemem/_c/core/readgate.c",
     "securemem/_c/shims.c",
 ]
 WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"]

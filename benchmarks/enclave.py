@@ -128,15 +128,14 @@ def round_trips(batch: int, batches: int) -> dict[str, float]:
     results["memguard_open_close"] = best_us(lambda: memguard.open(sealed).close(), batch, batches)
 
     # The parts of one open.
-    process_key = _enclave._KEY
+    gate, _ = _enclave._KEY.current(None)
 
-    def key_readable_and_back() -> None:
-        process_key.acquire(None)
-        process_key.release()
+    def nothing(key: memoryview) -> None:
+        pass
 
-    results["part_key_mprotect_pair"] = best_us(key_readable_and_back, batch, batches)
-    key, _ = process_key.acquire(None)
-    try:
+    results["part_key_mprotect_pair"] = best_us(lambda: gate.call(nothing), batch, batches)
+
+    def parts(key: memoryview) -> None:
         target = bytearray(SIZE)
         nonce, ciphertext = enclave._nonce, enclave._ciphertext
         data = _enclave._ASSOCIATED_DATA
@@ -153,8 +152,8 @@ def round_trips(batch: int, batches: int) -> dict[str, float]:
             batch,
             batches,
         )
-    finally:
-        process_key.release()
+
+    gate.call(parts)
     results["part_securebytes_32_round_trip"] = best_us(
         lambda: SecureBytes(SIZE).close(), batch, batches
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from securemem._core import (
     ArenaCore,
+    ReadGate,
     SecureBytesBase,
     all_arena_ranges,
     fork_generation,
@@ -27,6 +28,7 @@ from securemem._native import ffi, lib
 
 __all__ = [
     "ArenaCore",
+    "ReadGate",
     "SecureBytesBase",
     "all_arena_ranges",
     "ffi",

@@ -25,9 +25,9 @@ The choices, and why:
   locked page between guard pages, out of core dumps, wiped on fork), kept
   ``"noaccess"`` except while a seal or an open uses it: a stray read of it kills
   the process instead of leaking it. Several threads may seal and open at once; a
-  count of users, changed under a lock, makes the page readable for the first and
-  no-access again after the last, so no thread's re-protect faults another
-  mid-operation.
+  count of users makes the page readable for the first and no-access again after
+  the last, so no thread's re-protect faults another mid-operation. The count and
+  the protection change in one native call with the GIL held (see below).
 * **The AEAD object** lives only for one seal or open. OpenSSL keeps the expanded
   key in its ordinary (unlocked) heap while such an object is alive; building one
   per operation and dropping it at once bounds that copy to the operation (it is
@@ -44,9 +44,12 @@ After each call into cryptography the vector registers are cleared and the stack
 call used is wiped (``securemem._scrub``): OpenSSL returns with the AES key schedule in
 vector registers and AES-GCM-SIV leaves the last partial plaintext block on the stack.
 
-Signals are held during a seal or open (as securemem does while it releases a
-secret), so a ``KeyboardInterrupt`` cannot leave the key readable or a half-written
-plaintext behind.
+A ``KeyboardInterrupt`` (or any exception) may cut a seal or an open short, in any
+thread's process-directed signal, and never leaves the key readable: the key's use
+count and its page protection change together inside one native call
+(``ReadGate.call``, securemem/_c/core/readgate.c), which closes the page again
+before any exception leaves it. A half-written plaintext is closed (wiped) on the
+way out, or wiped when its SecureBytes is dropped.
 """
 
 from __future__ import annotations
@@ -56,9 +59,9 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, cast
 
-from securemem._binding import ffi, lib, purge_count
+from securemem._binding import ReadGate, ffi, lib, purge_count
 from securemem._errors import EnclaveError, SecureBytesClosedError, SecureMemoryError
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import (
@@ -118,27 +121,42 @@ def readable_view(secret: SecureBytes) -> Iterator[memoryview]:
 
 
 class _ProcessKey:
-    """The one sealing key of this process, and who is using it right now.
+    """The one sealing key of this process.
 
-    ``epoch`` names the key: an enclave remembers the epoch it was sealed under, and
-    a process that no longer holds that key (a forked child that was not given it)
-    refuses to open it with a clear error instead of failing authentication.
+    ``gate`` keeps the key no-access except while a seal or an open runs
+    (:class:`securemem._core.ReadGate`: the count of users and the page's protection
+    change together in one native call, so no interrupt can part them). ``epoch``
+    names the key: an enclave remembers the epoch it was sealed under, and a process
+    that no longer holds that key (a forked child that was not given it, or one
+    after a purge) refuses to open it with a clear error instead of failing
+    authentication.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.key: SecureBytes | None = None
-        self.view: memoryview | None = None  # kept, so an operation does not build one
-        self.users = 0
+        self.gate: ReadGate | None = None
         self.epoch = 0
         self.share = False
         self.lost_reason = ""
         self.transfer: mmap.mmap | None = None
 
-    def acquire(self, epoch: int | None) -> tuple[memoryview, int]:
-        """The key and its epoch, readable until :meth:`release`.
+    @property
+    def key(self) -> SecureBytes | None:
+        """The key's SecureBytes (None before the first seal, after a purge or a fork)."""
+        gate = self.gate
+        return None if gate is None else cast(SecureBytes, gate.secret)
 
-        ``epoch``: the one an enclave was sealed under (None for a new seal).
+    @property
+    def users(self) -> int:
+        """Seals and opens using the key right now, in every thread."""
+        gate = self.gate
+        return 0 if gate is None else gate.users
+
+    def current(self, epoch: int | None) -> tuple[ReadGate, int]:
+        """The gate of the key, and its epoch (made on first use).
+
+        ``epoch``: the one an enclave was sealed under (None for a new seal). Changes
+        no count: an interrupt anywhere in here leaves nothing to undo.
         """
         with self.lock:
             self.forget_if_purged()
@@ -147,28 +165,23 @@ class _ProcessKey:
                     "this enclave was sealed under a key this process does not hold: "
                     f"{self.lost_reason or 'it was sealed by another process'}"
                 )
-            fresh = self.key is None
-            if fresh:
+            if self.gate is None:
                 self._make_key(None)
-            key, view, current = self.key, self.view, self.epoch
-            assert key is not None and view is not None
-            # A fresh key after a purge: operations that began before it may still
-            # count as users (of the old key), so the new one is opened here.
-            if self.users == 0 or fresh:
-                key.protect("readonly")
-            self.users += 1
-            return view, current
+            assert self.gate is not None
+            return self.gate, self.epoch
 
     def forget_if_purged(self) -> None:
         """After :func:`securemem.purge` closed the key: drop it, and with it every
         enclave sealed under it (a new key is made on the next seal).
 
         Takes no lock: :func:`securemem.purge` calls it from signal handlers too, and
-        each step is one assignment (a concurrent :meth:`acquire` doing the same
-        only bumps the epoch once more).
+        each step is one assignment (a concurrent :meth:`current` doing the same
+        only bumps the epoch once more). Operations still running on the old key
+        hold its gate themselves; each call builds its own view of the key, so
+        dropping the gate here takes nothing from under them.
         """
-        key, view = self.key, self.view
-        if key is None or not key.closed:
+        gate = self.gate
+        if gate is None or not gate.secret.closed:
             return
         self.epoch += 1
         self.lost_reason = (
@@ -176,31 +189,19 @@ class _ProcessKey:
             "and with it every enclave sealed before the purge. Seal the secret again "
             "from its source."
         )
-        self.key = self.view = None
-        if view is not None:
-            # the key's memory is wiped already; releasing the view unmaps it
-            with contextlib.suppress(BufferError, ValueError):
-                view.release()
-
-    def release(self) -> None:
-        with self.lock:
-            self.users -= 1
-            if self.users == 0 and self.key is not None and not self.key.closed:
-                self.key.protect("noaccess")
+        self.gate = None
 
     def _make_key(self, source: memoryview | None) -> None:
-        """A new key: random, or copied from ``source`` (the parent's, after fork)."""
+        """A new key: random, or copied from ``source`` (the parent's, after fork).
+
+        An interrupt before the gate is stored drops the new key, and dropping a
+        SecureBytes wipes it.
+        """
         if source is None:
             key = SecureBytes.random(_KEY_SIZE, guarded=True)
         else:
             key = SecureBytes(source, guarded=True)
-        try:
-            view = key.view()
-            key.protect("noaccess")
-        except BaseException:
-            key.close()
-            raise
-        self.key, self.view = key, view
+        self.gate = ReadGate(key)  # no-access from here on
 
     # -- fork -----------------------------------------------------------------
 
@@ -218,11 +219,8 @@ class _ProcessKey:
         address = int(ffi.cast("uintptr_t", ffi.from_buffer(transfer)))
         with contextlib.suppress(SecureMemoryError):
             _kernel().lock(address, mmap.PAGESIZE)
-        view, _ = self.acquire(None)
-        try:
-            transfer[:_KEY_SIZE] = view
-        finally:
-            self.release()
+        gate, _ = self.current(None)
+        gate.call(_copy_key_into, transfer)
         self.transfer = transfer
 
     def after_fork_in_parent(self) -> None:
@@ -231,8 +229,7 @@ class _ProcessKey:
     def after_fork_in_child(self) -> None:
         # Whatever another thread of the parent was doing with the key is gone with it.
         self.lock = threading.Lock()
-        self.users = 0
-        self.key = self.view = None  # the parent's: wiped here, and not ours to free
+        self.gate = None  # the parent's key: wiped here, and not ours to free
         if self.transfer is None:
             self.epoch += 1
             self.lost_reason = (
@@ -268,6 +265,10 @@ class _ProcessKey:
         transfer.close()
 
 
+def _copy_key_into(key: memoryview, transfer: mmap.mmap) -> None:
+    transfer[:_KEY_SIZE] = key
+
+
 def _kernel() -> Any:
     from securemem._arena import default_arena
 
@@ -294,7 +295,7 @@ def _check_no_purge(before: int, done: str) -> None:
     A purge wipes the key (and the secret being sealed, and the plaintext being
     opened) wherever another thread is in its operation. ``before`` is the purge
     count read before the key was taken; a purge that finished earlier closed the
-    key, and :meth:`_ProcessKey.acquire` then made a new one.
+    key, and :meth:`_ProcessKey.current` then made a new one.
     """
     if purge_count() != before:
         raise EnclaveError(
@@ -302,6 +303,38 @@ def _check_no_purge(before: int, done: str) -> None:
             "the secret were wiped mid-way, so nothing is returned. Seal or open again "
             "if the process is to go on."
         )
+
+
+# The two operations, each called by the key's gate with the key readable (and
+# no-access again when they return or raise, whatever they raise).
+
+
+def _encrypt(
+    key: memoryview, cipher_class: type[AESGCMSIV], nonce: bytes, plaintext: memoryview
+) -> bytes:
+    try:
+        # Built, used and dropped while the key is readable: the expanded key in
+        # OpenSSL's heap lives no longer than this seal.
+        return cipher_class(key).encrypt(nonce, plaintext, _ASSOCIATED_DATA)
+    finally:
+        # Here, in the calling function: OpenSSL returns with the key schedule in
+        # vector registers and the last plaintext block on the stack (_scrub).
+        scrub_after_native()
+
+
+def _decrypt_into(
+    key: memoryview,
+    cipher_class: type[AESGCMSIV],
+    nonce: bytes,
+    ciphertext: bytes,
+    plaintext: SecureBytes,
+) -> None:
+    target = plaintext.view()  # a closed plaintext (a purge) raises SecureBytesClosedError
+    try:
+        cipher_class(key).decrypt_into(nonce, ciphertext, _ASSOCIATED_DATA, target)
+    finally:
+        scrub_after_native()  # also after InvalidTag: the plaintext was there
+        target.release()
 
 
 class Enclave:
@@ -354,20 +387,11 @@ class Enclave:
         cipher_class, _ = _aead()
         purges = purge_count()  # before the key is taken: see _check_no_purge
         try:
-            # Inside the try: a signal that lands before the call must still be restored.
-            lib.sm_defer_signals()
-            key, epoch = _KEY.acquire(None)
-            try:
-                # Built, used and dropped while the key is readable: the expanded key in
-                # OpenSSL's heap lives no longer than this seal.
-                ciphertext = cipher_class(key).encrypt(nonce, plaintext, _ASSOCIATED_DATA)
-            finally:
-                # Here, in the calling function: OpenSSL returns with the key schedule in
-                # vector registers and the last plaintext block on the stack (_scrub).
-                scrub_after_native()
-                _KEY.release()
-        finally:
-            lib.sm_restore_signals()
+            gate, epoch = _KEY.current(None)
+            ciphertext = gate.call(_encrypt, cipher_class, nonce, plaintext)
+        except Exception:
+            _check_no_purge(purges, "sealed")  # a purge's doing: say so, one error type
+            raise
         _check_no_purge(purges, "sealed")
         self._nonce, self._ciphertext, self._epoch = nonce, ciphertext, epoch
 
@@ -412,28 +436,16 @@ class Enclave:
         plaintext = SecureBytes(size)  # before the key: a full memory lock costs it nothing
         purges = purge_count()
         try:
-            lib.sm_defer_signals()
-            key, _ = _KEY.acquire(self._epoch)
-            try:
-                target = plaintext.view()
-                try:
-                    cipher_class(key).decrypt_into(
-                        self._nonce, self._ciphertext, _ASSOCIATED_DATA, target
-                    )
-                finally:
-                    scrub_after_native()  # also after InvalidTag: the plaintext was there
-                    target.release()
-            finally:
-                _KEY.release()
+            gate, _ = _KEY.current(self._epoch)
+            gate.call(_decrypt_into, cipher_class, self._nonce, self._ciphertext, plaintext)
         except BaseException as error:
             # On InvalidTag cryptography has written unauthenticated bytes: close wipes them.
             plaintext.close()
-            _check_no_purge(purges, "opened")  # a wiped key fails the tag too: say why
+            if isinstance(error, Exception):
+                _check_no_purge(purges, "opened")  # a wiped key fails the tag too: say why
             if isinstance(error, invalid_tag):
                 self._fail_authentication()
             raise
-        finally:
-            lib.sm_restore_signals()
         try:
             _check_no_purge(purges, "opened")
         except EnclaveError:

@@ -20,7 +20,7 @@ import weakref
 from types import TracebackType
 from typing import Any
 
-from securemem._binding import all_arena_ranges, ffi
+from securemem._binding import all_arena_ranges, ffi, fork_generation
 from securemem._kernel import Kernel, NativeKernel
 from securemem._pagelocks import PageLocks
 
@@ -64,15 +64,21 @@ class LockedMemory:
 
     While it is held the buffer cannot be resized or freed (the handle holds a
     view of it), so the locked pages stay the buffer's.
+
+    After ``fork`` a child inherits the handle but not the lock (memory locks are not
+    inherited). There the handle is inert: it reports itself released, and
+    :meth:`release` (or collecting it) only drops its view of the buffer; it never
+    touches the child's own locks, including ones the child took on the same pages.
     """
 
-    __slots__ = ("__weakref__", "_address", "_kernel", "_length", "_view")
+    __slots__ = ("__weakref__", "_address", "_generation", "_kernel", "_length", "_view")
 
     def __init__(self, view: memoryview, address: int, kernel: Kernel) -> None:
         self._view: memoryview | None = view
         self._address = address
         self._length = view.nbytes
         self._kernel = kernel
+        self._generation = fork_generation()  # the process that holds the lock
 
     @property
     def address(self) -> int:
@@ -95,16 +101,21 @@ class LockedMemory:
 
     @property
     def released(self) -> bool:
-        """True once :meth:`release` ran."""
-        return self._view is None
+        """True once :meth:`release` ran, and in a forked child for a handle of its parent
+        (the child never held that lock)."""
+        return self._view is None or self._generation != fork_generation()
 
     def release(self) -> None:
-        """Drop this handle's hold; pages no other handle holds are unlocked. Idempotent."""
+        """Drop this handle's hold; pages no other handle holds are unlocked. Idempotent.
+
+        In a forked child, for a handle inherited from the parent, it unlocks nothing
+        (the lock was the parent's) and only lets go of the buffer.
+        """
         view, self._view = self._view, None
         if view is None:
             return
         try:
-            if self._length:
+            if self._length and self._generation == fork_generation():
                 with _table_lock:
                     _table(self._kernel).release(self._address, self._length)
         finally:
@@ -127,7 +138,7 @@ class LockedMemory:
             self.release()
 
     def __repr__(self) -> str:
-        state = "released" if self._view is None else "held"
+        state = "released" if self.released else "held"
         return f"<LockedMemory {self._length} bytes, {len(self.pages)} pages {state}>"
 
 

@@ -44,8 +44,6 @@ ffibuilder.cdef(
     int sm_memlock_limit(uint64_t *soft, uint64_t *hard);
     int sm_disable_core_dumps(void);
     int sm_dumpable(void);
-    int sm_defer_signals(void);
-    void sm_restore_signals(void);
     void sm_wipe(void *address, size_t length);
     void sm_wipe_at(uintptr_t address, size_t length);
     size_t sm_burn_stack(size_t length);
@@ -96,11 +94,34 @@ ffibuilder.cdef(
     """
 )
 
+# secret_file's in-memory files (securemem/_c/secretfile.h; used by securemem._handoff).
+ffibuilder.cdef(
+    """
+    static const int SM_FILE_CREATE;
+    static const int SM_FILE_SIZE;
+    static const int SM_FILE_MAP;
+    static const int SM_FILE_DONTDUMP;
+    static const int SM_FILE_DONTFORK;
+    static const int SM_FILE_LOCK;
+    static const int SM_FILE_TABLE_FULL;
+
+    int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
+                            int *failed_step);
+    int sm_secret_file_close(int fd, void *mapping, size_t size);
+    int sm_secret_file_count(void);
+    """
+)
+
 # The C lives in securemem/_c (paths relative to the project root, where setup.py runs).
 ffibuilder.set_source(
     "securemem._native",
-    '#include "shims.h"\n#include "codec.h"\n#include "scrub.h"',
-    sources=["securemem/_c/shims.c", "securemem/_c/codec.c", "securemem/_c/scrub.c"],
+    '#include "shims.h"\n#include "codec.h"\n#include "scrub.h"\n#include "secretfile.h"',
+    sources=[
+        "securemem/_c/shims.c",
+        "securemem/_c/codec.c",
+        "securemem/_c/scrub.c",
+        "securemem/_c/secretfile.c",
+    ],
     include_dirs=["securemem/_c"],
     extra_compile_args=["-Wall", "-Wextra", "-Wvla-larger-than=1048576"],
     extra_link_args=BIND_NOW,

@@ -32,6 +32,7 @@ from securemem import (
     _enclave,
     _procfs,
 )
+from securemem._binding import ReadGate
 from tests import copy_counts, stackview
 from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
@@ -270,21 +271,43 @@ def test_the_key_page_is_noaccess_locked_and_undumped_between_operations() -> No
     assert {"lo", "dd", "wf"} <= flags  # locked, not dumped, wiped on fork
 
 
-def test_the_key_is_readable_only_during_an_operation() -> None:
+def test_the_key_is_readable_only_during_an_operation(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[frozenset[str]] = []
-    original = _enclave._KEY.release
+    real_class, invalid_tag = _enclave._aead()
 
-    def spy() -> None:
-        seen.append(key_state()[1])  # inside the operation, before the key is closed again
-        original()
+    def spy(key: memoryview) -> AESGCMSIV:
+        seen.append(key_state()[1])  # inside the operation, the key in use
+        return real_class(key)
 
-    _enclave._KEY.release = spy  # type: ignore[method-assign]
-    try:
-        opened(Enclave(b"during"))
-    finally:
-        del _enclave._KEY.release
+    monkeypatch.setattr(_enclave, "_cipher", (spy, invalid_tag))
+    opened(Enclave(b"during"))
+    monkeypatch.undo()
     assert len(seen) == 2 and all("rd" in flags and "wr" not in flags for flags in seen)
     assert not key_state()[1] & {"rd", "wr"}
+
+
+def test_the_key_gate_checks_what_it_is_given() -> None:
+    with pytest.raises(TypeError, match="guarded SecureBytes, not bytes"):
+        ReadGate(b"not a secret")  # type: ignore[arg-type]
+    with SecureBytes(32) as packed, pytest.raises(ValueError, match="guarded=True"):
+        ReadGate(packed)
+    closed = SecureBytes(32, guarded=True)
+    closed.close()
+    with pytest.raises(SecureBytesClosedError):
+        ReadGate(closed)
+    with SecureBytes(b"g" * 32, guarded=True) as key:
+        gate = ReadGate(key)
+        assert key.protection == "noaccess"
+        with pytest.raises(TypeError, match="callable"):
+            gate.call(b"not callable")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="initialised once"):
+            gate.__init__(key)  # type: ignore[misc]
+        assert gate.call(lambda view, n: (gate.users, bytes(view[:n])), 2) == (1, b"gg")
+        assert gate.users == 0 and key.protection == "noaccess"
+    with pytest.raises(SecureBytesClosedError):
+        gate.call(len)
+    with pytest.raises(TypeError, match="never initialised"):
+        ReadGate.__new__(ReadGate).call(len)
 
 
 # What OpenSSL leaves on the stack: read from a second thread while this one blocks
@@ -366,16 +389,99 @@ def test_interrupts_never_leave_the_key_readable() -> None:
     assert opened(enclave) == b"interrupted open"
 
 
+# A process-directed SIGINT (what Ctrl-C sends) goes to any thread that does not block
+# it; CPython then raises KeyboardInterrupt in the main thread at its next check point
+# (a function's entry, the return of a call into C), wherever that is. The test drives
+# where: a profile function sends the signal at the k-th such point inside
+# securemem._enclave, for every k that an open and a seal reach, several sweeps over
+# (when the signal lands on another thread, it is raised a few points later). Idle
+# threads stay alive throughout, as in any threaded program.
+INTERRUPTED_WITH_THREADS = """
+import faulthandler, json, os, signal, sys, threading
+from securemem import Enclave, _enclave, _procfs
+faulthandler.dump_traceback_later(100, exit=True)  # a deadlock fails, with its stacks
+IDLE, SWEEPS = int(sys.argv[1]), int(sys.argv[2])
+ENCLAVE = _enclave.__file__
+done = threading.Event()
+threads = [threading.Thread(target=done.wait) for _ in range(IDLE)]
+for thread in threads:
+    thread.start()
+enclave = Enclave(b"opened under interrupts")
+
+def operations():
+    with enclave.open() as secret:
+        assert secret == b"opened under interrupts"
+    Enclave(b"sealed under interrupts")
+
+def profiler(at, sent):
+    seen = [0]
+    def profile(frame, event, arg):
+        if (event == "call" or event == "c_return") and frame.f_code.co_filename == ENCLAVE:
+            seen[0] += 1
+            if seen[0] == at:
+                sent.append(True)
+                os.kill(os.getpid(), signal.SIGINT)  # the process, not this thread
+    return profile, seen
+
+count, points = profiler(0, [])
+sys.setprofile(count)
+operations()
+sys.setprofile(None)
+interrupts = missed = 0
+for _ in range(SWEEPS):
+    for at in range(1, points[0] + 1):
+        sent = []
+        try:
+            sys.setprofile(profiler(at, sent)[0])
+            operations()
+            sys.setprofile(None)
+            for _ in range(10_000_000):  # sent: it lands within a few bytecodes
+                if not sent:
+                    break
+            else:
+                missed += 1
+        except KeyboardInterrupt:
+            interrupts += 1
+        finally:
+            sys.setprofile(None)
+done.set()
+for thread in threads:
+    thread.join()
+key = _enclave._KEY.key
+flags = _procfs.mapping_at(key.address).flags
+with enclave.open() as secret:
+    works = secret == b"opened under interrupts"
+print(json.dumps({"interrupts": interrupts, "points": points[0], "missed": missed,
+                  "users": _enclave._KEY.users, "readable": sorted(flags & {"rd", "wr"}),
+                  "works": works}))
+"""
+
+
+@pytest.mark.parametrize("idle_threads", [1, 3])
+def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable(idle_threads: int) -> None:
+    sweeps = 5
+    result = run_python(INTERRUPTED_WITH_THREADS, str(idle_threads), str(sweeps))
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["points"] > 10 and outcome["missed"] == 0, outcome
+    assert outcome["interrupts"] == sweeps * outcome["points"], outcome
+    assert outcome["users"] == 0, outcome
+    assert outcome["readable"] == [], "the key page must be PROT_NONE when nothing uses it"
+    assert outcome["works"]
+
+
 THREADS = """
 import json, sys, threading
 from securemem import Enclave, _enclave
 BROKEN = sys.argv[1] == "broken"
 if BROKEN:  # what a per-operation protect without a count would do
-    def release():
-        with _enclave._KEY.lock:
-            _enclave._KEY.users -= 1
+    real_decrypt = _enclave._decrypt_into
+    def decrypt_then_close_the_key(key, *args):
+        try:
+            real_decrypt(key, *args)
+        finally:
             _enclave._KEY.key.protect("noaccess")
-    _enclave._KEY.release = release
+    _enclave._decrypt_into = decrypt_then_close_the_key
 sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
 failures, done = [], [0] * 4
 def work(index):

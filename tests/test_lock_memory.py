@@ -262,3 +262,64 @@ def test_lock_memory_refuses_a_guarded_secrets_own_mapping() -> None:
         with pytest.raises(ValueError, match="securemem arena"):
             lock_memory(view)
         view.release()
+
+
+# In the parent: a handle on two pages. In a forked child (which inherits the handle but
+# not the lock): its own lock on the same pages, then the inherited handle is released and
+# another is collected; the child's lock must stay, and its own release must work.
+INHERITED_AFTER_FORK = """
+import gc, json, mmap, os
+from securemem import lock_memory, _procfs
+buffer = mmap.mmap(-1, 2 * mmap.PAGESIZE)
+other = mmap.mmap(-1, 2 * mmap.PAGESIZE)
+held, collected = lock_memory(buffer), lock_memory(other)
+addresses = {id(buffer): held.address, id(other): collected.address}
+def locked(pages):  # the kernel's word: VmFlags "lo" on the buffer's mapping
+    return _procfs.mapping_at(addresses[id(pages)]).locked
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    report = {"inherited_released": held.released, "child_before": locked(buffer)}
+    own, own_other = lock_memory(buffer), lock_memory(other)
+    report["child_locked"] = [locked(buffer), locked(other)]
+    report["child_vmlck"] = _procfs.process_locked_bytes()
+    held.release()
+    del collected
+    gc.collect()
+    report["after_inherited_went"] = [locked(buffer), locked(other)]
+    report["child_vmlck_after"] = _procfs.process_locked_bytes()
+    try:
+        own.release()
+        own_other.release()
+        report["own_release"] = "ok"
+    except Exception as error:
+        report["own_release"] = type(error).__name__
+    report["after_own_release"] = [locked(buffer), locked(other)]
+    os.write(write, json.dumps(report).encode())
+    os._exit(0)
+os.close(write)
+with os.fdopen(read) as pipe:
+    text = pipe.read()
+_, status = os.waitpid(pid, 0)
+child = json.loads(text) if text else {"child_failed": status}
+child["parent_after"] = [locked(buffer), locked(other)]
+held.release()
+collected.release()
+print(json.dumps(child))
+"""
+
+
+def test_handles_inherited_across_fork_are_inert_in_the_child() -> None:
+    result = run_json(INHERITED_AFTER_FORK)
+    assert result["inherited_released"], "the child never held the parent's lock"
+    assert result["child_before"] is False  # locks are not inherited: the premise
+    assert result["child_locked"] == [True, True]
+    assert result["after_inherited_went"] == [True, True], (
+        "releasing or collecting an inherited handle unlocked the child's own lock"
+    )
+    assert result["child_vmlck_after"] == result["child_vmlck"]
+    assert result["child_vmlck"] >= 4 * mmap.PAGESIZE  # both buffers: 16 kB on 4 kB pages
+    assert result["own_release"] == "ok"
+    assert result["after_own_release"] == [False, False]
+    assert result["parent_after"] == [True, True], "the parent keeps its lock"

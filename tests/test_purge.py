@@ -210,6 +210,35 @@ def test_a_seal_or_open_that_a_purge_overlaps_raises(
     assert users == 0 and key is not None and key.protection == "noaccess"
 
 
+@pytest.mark.parametrize("during", ["seal", "open"])
+def test_a_purge_between_taking_the_key_and_using_it_raises_only_enclave_error(
+    during: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The purge lands after the key was handed to the operation and before the cipher
+    # reads it (another thread, or a signal handler, purging at that instant). It used
+    # to release the view the operation was about to use: a TypeError from the cipher.
+    pytest.importorskip("cryptography")
+    enclave = Enclave(b"opened while purged")
+    real_class, invalid_tag = _enclave._aead()
+
+    def purged_first(key: Any) -> Any:
+        purge()
+        return real_class(key)
+
+    monkeypatch.setattr(_enclave, "_cipher", (purged_first, invalid_tag))
+    with pytest.raises(EnclaveError, match="purge\\(\\) ran while this enclave was being"):
+        if during == "seal":
+            Enclave(b"sealed while purged")
+        else:
+            enclave.open()
+    assert open_secret_count() == 0
+    monkeypatch.undo()
+    with Enclave(b"afterwards").open() as again:
+        assert again == b"afterwards"
+    key = _enclave._KEY.key
+    assert _enclave._KEY.users == 0 and key is not None and key.protection == "noaccess"
+
+
 # -- nothing left locked: a fresh process, every kind of arena ---------------------------
 
 LOCKED_AFTER_PURGE = """

@@ -3,9 +3,12 @@ libraries of docs/other-libraries.md working with what securemem hands them."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -13,9 +16,10 @@ import pytest
 
 import securemem
 from securemem import SecureBytes, SecureBytesClosedError, _procfs
-from tests.conftest import run_python
+from tests.conftest import REPO, child_env, run_json, run_python
 from tests.handoff_cases import MAKE_KEYS
 from tests.memscan import Marker
+from tests.test_coredump import _gcore, needs_gcore
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +77,116 @@ def test_an_exception_in_the_block_still_zeroes_and_closes_the_file() -> None:
         with pytest.raises(OSError):
             os.fstat(descriptor)
         assert memfd_mappings() == []
+
+
+def test_the_files_mapping_is_locked_undumped_and_not_inherited() -> None:
+    with SecureBytes(b"k" * 5000) as secret, securemem.secret_file(secret):
+        starts = memfd_mappings()
+        assert len(starts) == 1
+        mapping = _procfs.mapping_at(starts[0])
+        assert mapping is not None
+        assert {"lo", "dd", "dc"} <= mapping.flags  # locked, not dumped, not copied on fork
+
+
+# A child forked inside the block tries every way in it has: the inherited descriptor, the
+# path, and the parent's mapping.
+FORKED_INSIDE = """
+import json, os
+import securemem
+from securemem import SecureBytes, _procfs
+secret = SecureBytes(b"the secret in the file" * 8)
+with securemem.secret_file(secret) as path:
+    descriptor = int(path.rsplit("/", 1)[1])
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        start = next(int(line.split("-")[0], 16) for line in maps if "/memfd:securemem" in line)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        seen = {}
+        try:
+            seen["descriptor"] = os.pread(descriptor, 64, 0).hex()
+        except OSError as error:
+            seen["descriptor"] = error.errno
+        try:
+            with open(path, "rb") as file:
+                seen["path"] = file.read(64).hex()
+        except OSError as error:
+            seen["path"] = error.errno
+        seen["mapped"] = _procfs.mapping_at(start) is not None
+        os.write(write, json.dumps(seen).encode())
+        os._exit(0)  # the block's exit in a child is tested below: here, no cleanup
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = json.loads(pipe.read() or "{}")
+    os.waitpid(pid, 0)
+    with open(path, "rb") as file:
+        child["parent_reads"] = file.read() == bytes(secret.view())
+
+# A child that leaves the block itself must not touch the parent's file or crash.
+with securemem.secret_file(secret) as path:
+    pid = os.fork()
+    if pid == 0:
+        pass  # leaves the block: closes nothing of the parent's, writes nothing
+    else:
+        _, status = os.waitpid(pid, 0)
+        child["child_left_the_block"] = os.waitstatus_to_exitcode(status)
+        with open(path, "rb") as file:
+            child["parent_still_reads"] = file.read() == bytes(secret.view())
+if pid == 0:
+    os._exit(0 if securemem._binding.lib.sm_secret_file_count() == 0 else 3)
+print(json.dumps(child))
+"""
+
+
+def test_a_child_forked_inside_the_block_cannot_read_the_file() -> None:
+    result = run_json(FORKED_INSIDE)
+    assert result["descriptor"] == errno.EBADF, "the child read the file through its descriptor"
+    assert result["path"] == errno.ENOENT, "the child opened the file through the path"
+    assert result["mapped"] is False, "the child inherited the mapping of the file"
+    assert result["parent_reads"] and result["parent_still_reads"]
+    assert result["child_left_the_block"] == 0
+
+
+HOLDS_A_SECRET_FILE = """
+import sys
+import securemem
+from securemem import SecureBytes
+masked = bytes.fromhex(sys.stdin.readline().strip())
+secret = SecureBytes(len(masked))
+for index, byte in enumerate(masked):
+    secret[index] = byte ^ 0x5A
+control = bytearray(byte ^ 0x5A for byte in bytes.fromhex(sys.stdin.readline().strip()))
+with securemem.secret_file(secret) as path:
+    print(path, flush=True)
+    sys.stdin.readline()  # hold the file open until the dump is taken
+"""
+
+
+@needs_gcore
+def test_a_core_dump_taken_inside_the_block_holds_no_copy_of_the_secret(
+    tmp_path: Path,
+) -> None:
+    secret, control = os.urandom(48), os.urandom(48)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_A_SECRET_FILE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=child_env(),
+        cwd=REPO,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for marker in (secret, control):
+            process.stdin.write(bytes(b ^ 0x5A for b in marker).hex().encode() + b"\n")
+        process.stdin.flush()
+        assert process.stdout.readline().startswith(b"/proc/self/fd/"), "the holder died"
+        dump = _gcore(process.pid, tmp_path)
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+    assert control in dump, "the search cannot find ordinary memory: the test is broken"
+    assert secret not in dump
 
 
 def test_secret_file_refuses_what_is_not_an_open_securebytes() -> None:

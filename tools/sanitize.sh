@@ -27,7 +27,10 @@ BUILDS=${*:-asan tsan}
 # into an abort.
 TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py \
 tests/test_fuzz_program.py tests/test_redteam_reentrancy.py tests/test_redteam_threads.py \
-tests/test_redteam_interrupts.py tests/test_purge.py tests/test_prefetch.py"
+tests/test_redteam_interrupts.py tests/test_purge.py tests/test_prefetch.py \
+tests/test_enclave.py::test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable \
+tests/test_enclave.py::test_threads_seal_and_open_at_once \
+tests/test_redteam_api.py::test_any_overlapping_slice_assignment_behaves_as_bytearray"
 
 runtime() { "$CC" -print-file-name="$1"; }
 

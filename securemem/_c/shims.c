@@ -162,32 +162,6 @@ int sm_random(void *buffer, size_t length) {
     return 0;
 }
 
-/* Defer asynchronous signals for this thread while the arena changes state in
-   several steps: Python runs a signal handler (KeyboardInterrupt) between
-   bytecodes, and one landing half way would leave the arena inconsistent. The
-   signal stays pending and is delivered at sm_restore_signals. Nests per
-   thread; a restore without a matching defer does nothing. Faults raised by
-   the CPU itself (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) are never held. */
-static __thread int sm_deferral_depth = 0;
-static __thread sigset_t sm_deferral_saved;
-
-int sm_defer_signals(void) {
-    if (sm_deferral_depth++ > 0) return 0;
-    sigset_t held;
-    sigfillset(&held);
-    sigdelset(&held, SIGSEGV);
-    sigdelset(&held, SIGBUS);
-    sigdelset(&held, SIGFPE);
-    sigdelset(&held, SIGILL);
-    sigdelset(&held, SIGTRAP);
-    return pthread_sigmask(SIG_BLOCK, &held, &sm_deferral_saved);
-}
-
-void sm_restore_signals(void) {
-    if (sm_deferral_depth > 0 && --sm_deferral_depth == 0)
-        pthread_sigmask(SIG_SETMASK, &sm_deferral_saved, NULL);
-}
-
 /* A wipe the optimiser may not drop: explicit_bzero where it exists, else a
    memset followed by a compiler barrier that claims to read the memory. */
 void sm_wipe(void *address, size_t length) {

@@ -111,8 +111,6 @@ int sm_memlock_limit(uint64_t *soft, uint64_t *hard);
 int sm_disable_core_dumps(void);
 int sm_dumpable(void);
 int sm_random(void *buffer, size_t length);
-int sm_defer_signals(void);
-void sm_restore_signals(void);
 void sm_wipe(void *address, size_t length);
 void sm_wipe_at(uintptr_t address, size_t length);
 int sm_equal(const void *a, const void *b, size_t length);

@@ -236,4 +236,7 @@ int sm_purge_init(PyObject *module);
 void sm_live_add(sm_secret *s);
 void sm_live_remove(sm_secret *s);
 
+/* readgate.c */
+int sm_read_gate_init(PyObject *module);
+
 #endif /* SECUREMEM_CORE_H */

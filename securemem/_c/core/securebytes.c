@@ -470,6 +470,24 @@ static PyObject *secret_subscript(PyObject *self, PyObject *key) {
     return PyLong_FromLong(memory(s)[index]);
 }
 
+/* 1 when any byte of `v` lies within the secret's memory (a view of itself, or of a
+   part of it): the extent of a strided buffer, from its first byte to its last. */
+static int slice_source_overlaps(sm_secret *s, Py_buffer *v) {
+    if (v->len == 0 || s->state != ST_OPEN || s->generation != sm_generation)
+        return 0;
+    uintptr_t low = (uintptr_t)v->buf, high = (uintptr_t)v->buf;
+    for (int d = 0; d < v->ndim; d++) {
+        Py_ssize_t stride = v->strides ? v->strides[d] : v->itemsize;
+        Py_ssize_t span = (v->shape[d] - 1) * stride;
+        if (span < 0)
+            low -= (uintptr_t)(-span);
+        else
+            high += (uintptr_t)span;
+    }
+    high += (uintptr_t)v->itemsize; /* one past the last byte */
+    return low < s->address + s->size && s->address < high;
+}
+
 static int secret_ass_subscript(PyObject *self, PyObject *key, PyObject *value) {
     sm_secret *s = (sm_secret *)self;
     if (value == NULL) {
@@ -488,6 +506,25 @@ static int secret_ass_subscript(PyObject *self, PyObject *key, PyObject *value) 
             }
             return -1;
         }
+        /* An element-by-element copy (a step other than 1, or a strided source) whose
+           source overlaps this secret would read bytes it already overwrote: such a
+           source is copied first into a temporary secret (locked memory, wiped when
+           dropped), as bytearray copies first. Made before the checks below: making
+           it may run a Python kernel's code. */
+        sm_secret *temporary = NULL;
+        if (step != 1 || !contiguous(&source)) {
+            int overlaps = slice_source_overlaps(s, &source);
+            if (overlaps) {
+                sm_arena *a = s->arena;
+                Py_INCREF((PyObject *)a);
+                temporary = make(Py_TYPE(self), a, (size_t)source.len, 0);
+                Py_DECREF((PyObject *)a);
+                if (temporary == NULL) {
+                    PyBuffer_Release(&source);
+                    return -1;
+                }
+            }
+        }
         /* from here: no Python code until the bytes are written */
         int result = -1;
         if (check_open(s) == 0) {
@@ -498,12 +535,18 @@ static int secret_ass_subscript(PyObject *self, PyObject *key, PyObject *value) 
                              "changes size",
                              source.len, length);
             } else {
-                if (length)
+                if (length && temporary != NULL) {
+                    copy_in(memory(temporary), 1, &source);
+                    for (Py_ssize_t k = 0; k < length; k++)
+                        memory(s)[start + k * step] = memory(temporary)[k];
+                } else if (length) {
                     copy_in(memory(s) + start, step, &source);
+                }
                 result = 0;
             }
         }
         PyBuffer_Release(&source);
+        Py_XDECREF((PyObject *)temporary); /* wiped and freed here */
         return result;
     }
     Py_ssize_t given, index;

@@ -1,0 +1,21 @@
+/* secret_file's in-memory files (securemem/_handoff.py): made, mapped, protected and
+   wiped in C, and closed in any forked child before its first instruction. */
+#ifndef SECUREMEM_SECRETFILE_H
+#define SECUREMEM_SECRETFILE_H
+#include <stddef.h>
+
+/* The step that failed, for the Python error (errno says why). */
+#define SM_FILE_CREATE 1
+#define SM_FILE_SIZE 2
+#define SM_FILE_MAP 3
+#define SM_FILE_DONTDUMP 4
+#define SM_FILE_DONTFORK 5
+#define SM_FILE_LOCK 6
+#define SM_FILE_TABLE_FULL 7
+
+int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
+                        int *failed_step);
+int sm_secret_file_close(int fd, void *mapping, size_t size);
+int sm_secret_file_count(void);
+
+#endif /* SECUREMEM_SECRETFILE_H */
