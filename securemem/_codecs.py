@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from securemem._binding import ArenaCore, SecureBytesBase, ffi, lib
+from securemem._errors import SecureBytesClosedError
 
 # The secret's class is an argument (SecureBytes passes its own), so that this module and
 # securemem._securebytes do not import each other.
@@ -112,9 +113,10 @@ def encode_hex(secret: _Secret, *, arena: ArenaCore | None = None) -> _Secret:
         encoded = type(secret)(2 * size, arena=arena)
         try:
             if size:
-                with ffi.from_buffer("unsigned char[]", source) as data:
-                    lib.sm_hex_encode(_pointer(encoded), data, size)
+                with ffi.from_buffer("unsigned char[]", source) as data, _output(encoded) as out:
+                    lib.sm_hex_encode(out, data, size)
                 lib.sm_burn_stack(_STACK_BURN)
+            _check_not_closed(encoded, "hex")
         except BaseException:
             encoded.close()
             raise
@@ -132,9 +134,10 @@ def encode_base64(
         encoded = type(secret)(lib.sm_base64_encoded_length(size), arena=arena)
         try:
             if size:
-                with ffi.from_buffer("unsigned char[]", source) as data:
-                    lib.sm_base64_encode(_pointer(encoded), data, size, char62, char63)
+                with ffi.from_buffer("unsigned char[]", source) as data, _output(encoded) as out:
+                    lib.sm_base64_encode(out, data, size, char62, char63)
                 lib.sm_burn_stack(_STACK_BURN)
+            _check_not_closed(encoded, "base64")
         except BaseException:
             encoded.close()
             raise
@@ -201,7 +204,8 @@ def _decode_pointer(
     decoded = cls(size, arena=arena)
     try:
         if size:
-            status = decoder(_pointer(decoded), size, text, length, written, error_at)
+            with _output(decoded) as out:
+                status = decoder(out, size, text, length, written, error_at)
             lib.sm_burn_stack(_STACK_BURN)
             if status == lib.SM_CODEC_OUTPUT_SIZE:
                 raise RuntimeError(
@@ -210,14 +214,35 @@ def _decode_pointer(
                 )
             if status != lib.SM_CODEC_OK:
                 raise ValueError(_error_message(kind, status, base + error_at[0]))
+            _check_not_closed(decoded, kind)
     except BaseException:
         decoded.close()  # wipes what was decoded so far
         raise
     return decoded
 
 
-def _pointer(secret: SecureBytesBase) -> Any:
-    return ffi.cast("unsigned char *", secret.address)
+def _output(secret: SecureBytesBase) -> Any:
+    """The secret's bytes for a codec to write, as a buffer export held for the whole
+    ``with`` block.
+
+    cffi lets the GIL go for the call, so another thread may close the secret (or purge
+    every secret) while the codec writes. A raw address would then point into a slot that
+    was freed (handed to the next secret) or a region that was unmapped. Under an export
+    the core only wipes: the memory stays mapped and the slot stays the secret's until the
+    export is released, when it is wiped again and freed. ``SecureBytesClosedError`` if
+    the secret is already closed.
+    """
+    return ffi.from_buffer("unsigned char[]", secret, require_writable=True)
+
+
+def _check_not_closed(secret: SecureBytesBase, kind: str) -> None:
+    """A purge (or another thread's close) that ran while the codec wrote has wiped what it
+    wrote: say so rather than hand back a closed secret."""
+    if secret.closed:
+        raise SecureBytesClosedError(
+            f"the {kind} result was closed while it was being written (securemem.purge(), or "
+            "another thread closed it); its bytes were wiped"
+        )
 
 
 @contextlib.contextmanager
