@@ -207,6 +207,9 @@ def _decode_pointer(
             with _output(decoded) as out:
                 status = decoder(out, size, text, length, written, error_at)
             lib.sm_burn_stack(_STACK_BURN)
+            # first: a purge wipes a secret text under the decoder too, and that is what
+            # the caller needs to hear, not the decoding error the zeros caused
+            _check_not_closed(decoded, kind)
             if status == lib.SM_CODEC_OUTPUT_SIZE:
                 raise RuntimeError(
                     f"the {kind} text changed while it was being decoded (another thread "
@@ -214,7 +217,6 @@ def _decode_pointer(
                 )
             if status != lib.SM_CODEC_OK:
                 raise ValueError(_error_message(kind, status, base + error_at[0]))
-            _check_not_closed(decoded, kind)
     except BaseException:
         decoded.close()  # wipes what was decoded so far
         raise

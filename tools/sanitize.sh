@@ -29,7 +29,7 @@ BUILDS=${*:-asan tsan}
 TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py \
 tests/test_fuzz_program.py tests/test_redteam_reentrancy.py tests/test_redteam_threads.py \
 tests/test_redteam_interrupts.py tests/test_purge.py tests/test_purge_teardown.py \
-tests/test_codecs_purge.py tests/test_prefetch.py"
+tests/test_codecs_purge.py tests/test_redteam_purge.py tests/test_prefetch.py"
 
 runtime() { "$CC" -print-file-name="$1"; }
 

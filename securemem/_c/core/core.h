@@ -89,6 +89,7 @@ typedef struct sm_guarded {
     uintptr_t base, data_start, address;
     size_t length, data_length, size;
     int locked, protection, released;
+    int closing; /* 1 inside sm_guarded_close; 2 if its last view went meanwhile */
     uint8_t canary[SM_CANARY];
     struct sm_guarded *prev, *next;
 } sm_guarded;

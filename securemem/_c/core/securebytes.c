@@ -402,10 +402,19 @@ static int release_secret(sm_secret *s) {
     sm_arena *a = s->arena;
     if (s->kind == KIND_GUARDED) {
         sm_guarded *g = s->owner;
-        if (s->exports == 0)
+        int views_alive = s->exports > 0;
+        if (!views_alive)
             s->owner = NULL;
-        return sm_guarded_close(a, g, s->exports > 0);
+        /* A kernel written in Python runs user code inside the close, and no reference
+           to the secret is held (a purge may be closing a dying one): the user code may
+           drop the secret's last reference, and with it the arena's. The arena is held
+           here; the secret is not touched once the close has begun. */
+        Py_INCREF((PyObject *)a);
+        int result = sm_guarded_close(a, g, views_alive);
+        Py_DECREF((PyObject *)a);
+        return result;
     }
+    /* a packed secret's release runs no Python code and never lets the GIL go */
     sm_wipe(memory(s), s->size);
     if (s->exports) {
         sm_closed_with_views(a, s->size);
