@@ -268,3 +268,67 @@ def test_purge_twice_from_a_weakref_callback_of_a_dying_subclass_secret() -> Non
     gc.collect()
     assert len(calls) == 40 and all(r() is None for r in refs)
     assert open_secret_count() == 0 and arena.stats().allocations == 0
+
+
+def test_a_result_class_that_makes_no_secret_is_refused() -> None:
+    # from_hex is a classmethod: the class is the caller's, and its __new__ may return
+    # ordinary memory, which the codec must not decode into
+    class Impostor(SecureBytes):
+        __slots__ = ()
+
+        def __new__(cls, size: int, **kwargs: object) -> Impostor:
+            return bytearray(size)  # type: ignore[return-value]
+
+    with pytest.raises(TypeError, match="not a SecureBytes"):
+        Impostor.from_hex("00ff")
+    with pytest.raises(TypeError, match="not a SecureBytes"):
+        Impostor.from_base64("AP8=")
+
+
+SHORT_BUFFER = """
+import json
+from securemem import SecureBytes
+spare = bytearray(4)
+class Short(SecureBytes):
+    __slots__ = ()
+    def __buffer__(self, flags):  # exports 4 bytes whatever its size
+        return memoryview(spare)
+outcomes = []
+for run in (lambda: Short.from_hex("00" * 4096), lambda: Short.from_base64("AAAA" * 1024),
+            lambda: Short(b"k" * 4096).to_hex(), lambda: Short(b"k" * 4096).to_base64()):
+    try:
+        run()
+        outcomes.append("returned")
+    except TypeError:
+        outcomes.append("refused")
+print(json.dumps({"outcomes": outcomes, "spare": spare.hex()}))
+"""
+
+
+def test_a_result_class_whose_buffer_is_shorter_than_the_secret_is_refused() -> None:
+    # __buffer__ (Python 3.12+) lets a subclass export any memory: a codec that trusted it
+    # would write the whole result past the end of a short buffer
+    import json
+    import subprocess
+
+    from tests.conftest import REPO, child_env
+    from tests.test_redteam_reentrancy import _newer_python
+
+    python = sys.executable if sys.version_info >= (3, 12) else _newer_python()
+    if python is None:
+        pytest.skip("needs Python >= 3.12 that imports securemem: set SECUREMEM_NEWER_PYTHON")
+    run = subprocess.run(
+        [python, "-c", SHORT_BUFFER],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    # to_hex/to_base64 read the source through the same __buffer__ (4 bytes), so they encode
+    # those 4 bytes into a result that is too big for them: refused as well
+    assert result["outcomes"] == ["refused"] * 4, result
+    assert result["spare"] == "00000000", result
