@@ -961,7 +961,10 @@ static PyGetSetDef secret_getset[] = {
     {"closed", secret_get_closed, NULL,
      "True once close() ran, and in a forked child for secrets of the parent.", NULL},
     {"address", secret_get_address, NULL,
-     "The address of the first byte, for native code. Valid until close.", NULL},
+     "The address of the first byte, for native code. Valid until close; native code that "
+     "lets the GIL go should hold a memoryview of the secret meanwhile (a close or purge in "
+     "another thread then wipes the memory but does not free it under the view).",
+     NULL},
     {"_address", secret_get_raw_address, NULL, NULL, NULL},
     {"guarded", secret_get_guarded, NULL, "True for a secret with pages of its own.", NULL},
     {"arena", secret_get_arena, NULL, "The arena this secret's memory comes from.", NULL},
