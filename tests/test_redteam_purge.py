@@ -339,3 +339,58 @@ def test_a_result_class_whose_buffer_is_shorter_than_the_secret_is_refused() -> 
     # those 4 bytes into a result that is too big for them: refused as well
     assert result["outcomes"] == ["refused"] * 4, result
     assert result["spare"] == "00000000", result
+
+
+CLOSE_MID_DECODE = """
+import json, threading
+from securemem import Arena, SecureBytes, SecureBytesClosedError
+size = 8 << 20
+text = bytes(range(256)).hex() * (size // 256)
+arena = Arena()
+made = []
+handed = threading.Event()
+
+class HandsOver(SecureBytes):
+    __slots__ = ()
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        made.append(self)
+        handed.set()
+
+def closer():
+    handed.wait()
+    made[-1].close()
+
+outcomes, dirty = [], 0
+for _ in range(10):
+    handed.clear()
+    thread = threading.Thread(target=closer)
+    thread.start()
+    try:
+        HandsOver.from_hex(text, arena=arena).close()
+        outcomes.append("returned")
+    except SecureBytesClosedError:
+        outcomes.append("closed")
+    finally:
+        thread.join()
+    fresh = SecureBytes(size, arena=arena)
+    dirty += not fresh == bytes(size)
+    fresh.close()
+    if "closed" in outcomes:
+        break
+made.clear()
+stats = arena.stats()
+print(json.dumps({"outcomes": outcomes, "dirty": dirty, "live": stats.allocations,
+                  "waiting": stats.awaiting_views}))
+"""
+
+
+def test_another_thread_closing_the_result_while_it_is_decoded() -> None:
+    # the result's class hands it to a thread that closes it (not a purge): the close wipes
+    # it under the codec's export, the slot stays the result's until the codec is done, and
+    # the next secret of the arena is handed out zeroed. Rounds until the close landed
+    # inside a decode (the scheduler's choice), every round checked.
+    result = run_json(CLOSE_MID_DECODE)
+    assert result["dirty"] == 0, "the next secret holds what the codec wrote"
+    assert result["outcomes"][-1] == "closed", result
+    assert result["live"] == 0 and result["waiting"] == 0, result
