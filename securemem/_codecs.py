@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from securemem._binding import ArenaCore, SecureBytesBase, ffi, lib
+from securemem._errors import SecureBytesClosedError
 
 # The secret's class is an argument (SecureBytes passes its own), so that this module and
 # securemem._securebytes do not import each other.
@@ -109,12 +110,16 @@ def encode_hex(secret: _Secret, *, arena: ArenaCore | None = None) -> _Secret:
     """Lowercase hex of ``secret``, as ASCII text in a new secret of its class."""
     with secret.view() as source:
         size = source.nbytes
-        encoded = type(secret)(2 * size, arena=arena)
+        encoded = _made(type(secret)(2 * size, arena=arena))
         try:
             if size:
-                with ffi.from_buffer("unsigned char[]", source) as data:
-                    lib.sm_hex_encode(_pointer(encoded), data, size)
+                with (
+                    ffi.from_buffer("unsigned char[]", source) as data,
+                    _output(encoded, 2 * size) as out,
+                ):
+                    lib.sm_hex_encode(out, data, size)
                 lib.sm_burn_stack(_STACK_BURN)
+            _check_not_closed(encoded, "hex")
         except BaseException:
             encoded.close()
             raise
@@ -129,12 +134,17 @@ def encode_base64(
     char62, char63 = _alphabet(urlsafe)
     with secret.view() as source:
         size = source.nbytes
-        encoded = type(secret)(lib.sm_base64_encoded_length(size), arena=arena)
+        length = lib.sm_base64_encoded_length(size)
+        encoded = _made(type(secret)(length, arena=arena))
         try:
             if size:
-                with ffi.from_buffer("unsigned char[]", source) as data:
-                    lib.sm_base64_encode(_pointer(encoded), data, size, char62, char63)
+                with (
+                    ffi.from_buffer("unsigned char[]", source) as data,
+                    _output(encoded, length) as out,
+                ):
+                    lib.sm_base64_encode(out, data, size, char62, char63)
                 lib.sm_burn_stack(_STACK_BURN)
+            _check_not_closed(encoded, "base64")
         except BaseException:
             encoded.close()
             raise
@@ -198,11 +208,15 @@ def _decode_pointer(
     if status != lib.SM_CODEC_OK:
         raise ValueError(_error_message(kind, status, base + error_at[0]))
     size = written[0]
-    decoded = cls(size, arena=arena)
+    decoded = _made(cls(size, arena=arena))
     try:
         if size:
-            status = decoder(_pointer(decoded), size, text, length, written, error_at)
+            with _output(decoded, size) as out:
+                status = decoder(out, size, text, length, written, error_at)
             lib.sm_burn_stack(_STACK_BURN)
+            # first: a purge wipes a secret text under the decoder too, and that is what
+            # the caller needs to hear, not the decoding error the zeros caused
+            _check_not_closed(decoded, kind)
             if status == lib.SM_CODEC_OUTPUT_SIZE:
                 raise RuntimeError(
                     f"the {kind} text changed while it was being decoded (another thread "
@@ -216,8 +230,50 @@ def _decode_pointer(
     return decoded
 
 
-def _pointer(secret: SecureBytesBase) -> Any:
-    return ffi.cast("unsigned char *", secret.address)
+def _output(secret: SecureBytesBase, length: int) -> Any:
+    """The secret's bytes for a codec to write, as a buffer export held for the whole
+    ``with`` block.
+
+    cffi lets the GIL go for the call, so another thread may close the secret (or purge
+    every secret) while the codec writes. A raw address would then point into a slot that
+    was freed (handed to the next secret) or a region that was unmapped. Under an export
+    the core only wipes: the memory stays mapped and the slot stays the secret's until the
+    export is released, when it is wiped again and freed. ``SecureBytesClosedError`` if
+    the secret is already closed.
+
+    The secret's class is the caller's (``from_hex`` is a classmethod): its buffer must be
+    exactly ``length`` bytes, or the codec would write past the end of a shorter one (a
+    subclass can define ``__buffer__`` on Python 3.12 and later).
+    """
+    out = ffi.from_buffer("unsigned char[]", secret, require_writable=True)
+    if len(out) != length:
+        ffi.release(out)
+        raise TypeError(
+            f"the new {type(secret).__name__}'s buffer is {len(out)} bytes, not the "
+            f"{length} it was made with: its class's __buffer__ does not export its own memory"
+        )
+    return out
+
+
+def _made(secret: _Secret) -> _Secret:
+    """What the caller's class made for the result: a secret, or the codec would write the
+    decoded bytes into ordinary memory."""
+    if not isinstance(secret, SecureBytesBase):
+        raise TypeError(
+            f"the class made a {type(secret).__name__}, not a SecureBytes: the codec writes "
+            "only into a SecureBytes"
+        )
+    return secret
+
+
+def _check_not_closed(secret: SecureBytesBase, kind: str) -> None:
+    """A purge (or another thread's close) that ran while the codec wrote has wiped what it
+    wrote: say so rather than hand back a closed secret."""
+    if secret.closed:
+        raise SecureBytesClosedError(
+            f"the {kind} result was closed while it was being written (securemem.purge(), or "
+            "another thread closed it); its bytes were wiped"
+        )
 
 
 @contextlib.contextmanager

@@ -50,7 +50,9 @@ def purge() -> int:
 
     Secrets created after the purge work as usual. It never raises: a secret whose
     canary was overwritten is still wiped, and its :class:`~securemem.CanaryError` is
-    reported through :func:`sys.unraisablehook`. Safe to call from a signal handler.
+    reported through :func:`sys.unraisablehook`. Safe to call from a signal handler, and
+    from a destructor (``__del__``, a weakref callback) that runs while secrets are being
+    deallocated: a purge releases their memory and never takes a reference to them.
     Memory you locked yourself with :func:`~securemem.lock_memory` is yours and is
     left as it is.
     """

@@ -22,12 +22,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILDS=${*:-asan tsan}
 # The re-entrancy findings, the red team's thread and interrupt storms (a fifth of their
 # rounds, and no scan of the whole address space for unwiped bytes, which under ASan means
-# terabytes of shadow: SECUREMEM_SANITIZER, tests/test_redteam_support.py) and purge run too.
+# terabytes of shadow: SECUREMEM_SANITIZER, tests/test_redteam_support.py) and purge run too,
+# with purge against deallocation and against the codecs.
 # Tests that expect a SIGSEGV (the guard page) are left out: AddressSanitizer turns the fault
 # into an abort.
 TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py \
 tests/test_fuzz_program.py tests/test_redteam_reentrancy.py tests/test_redteam_threads.py \
-tests/test_redteam_interrupts.py tests/test_purge.py tests/test_prefetch.py \
+tests/test_redteam_interrupts.py tests/test_purge.py tests/test_purge_teardown.py \
+tests/test_codecs_purge.py tests/test_redteam_purge.py tests/test_prefetch.py \
 tests/test_enclave.py::test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable \
 tests/test_enclave.py::test_threads_seal_and_open_at_once \
 tests/test_redteam_api.py::test_any_overlapping_slice_assignment_behaves_as_bytearray"

@@ -1021,8 +1021,15 @@ static void guarded_unmap(sm_arena *a, sm_guarded *g) {
 int sm_guarded_close(sm_arena *a, sm_guarded *g, int views_alive) {
     int protect_failed = 0;
     size_t size = g->size; /* g may be freed below */
+    /* Making the pages writable may run a Python kernel's code, which may release the
+       secret's last view: sm_guarded_views_gone then leaves the mapping to this close
+       (freeing it here would pull g from under the rest of this function). */
+    g->closing = 1;
     if (g->protection != SM_PROT_READWRITE && sm_guarded_protect(a, g, SM_PROT_READWRITE) < 0)
         protect_failed = 1;
+    if (g->closing == 2)
+        views_alive = 0;
+    g->closing = 0;
     int intact = protect_failed ? 1 : guarded_intact(g);
     if (!protect_failed)
         sm_wipe((void *)g->data_start, g->data_length);
@@ -1050,7 +1057,13 @@ int sm_guarded_close(sm_arena *a, sm_guarded *g, int views_alive) {
 }
 
 void sm_guarded_views_gone(sm_arena *a, sm_guarded *g);
-void sm_guarded_views_gone(sm_arena *a, sm_guarded *g) { sm_free(a, KIND_GUARDED, g, 0); }
+void sm_guarded_views_gone(sm_arena *a, sm_guarded *g) {
+    if (g->closing) { /* inside sm_guarded_close, which frees it when it is done with it */
+        g->closing = 2;
+        return;
+    }
+    sm_free(a, KIND_GUARDED, g, 0);
+}
 
 int sm_guarded_check(sm_guarded *g);
 int sm_guarded_check(sm_guarded *g) { return guarded_intact(g); }

@@ -89,6 +89,7 @@ typedef struct sm_guarded {
     uintptr_t base, data_start, address;
     size_t length, data_length, size;
     int locked, protection, released;
+    int closing; /* 1 inside sm_guarded_close; 2 if its last view went meanwhile */
     uint8_t canary[SM_CANARY];
     struct sm_guarded *prev, *next;
 } sm_guarded;
@@ -169,7 +170,7 @@ typedef struct sm_arena {
     struct sm_arena *reg_prev, *reg_next;
 } sm_arena;
 
-/* A link on the ring of open secrets (purge.c); both NULL while on none. */
+/* A link on the ring of open secrets (securebytes.c); both NULL while on none. */
 typedef struct sm_link {
     struct sm_link *prev, *next;
 } sm_link;
@@ -184,7 +185,8 @@ typedef struct {
     uint64_t generation;
     uint32_t exports;
     uint8_t kind, state;
-    sm_link live; /* on purge.c's ring while open */
+    sm_link live;    /* on the ring of open secrets exactly while state is ST_OPEN */
+    uint64_t opened; /* when it went on the ring: a purge closes those opened before it */
 } sm_secret;
 
 extern PyTypeObject *sm_ArenaType;
@@ -228,13 +230,16 @@ void sm_job_discard(sm_job_state *job);
 
 /* securebytes.c */
 int sm_secret_type_init(PyObject *module);
-/* close(): wipe now, free now or when the last export goes */
-int sm_release_secret(sm_secret *s);
+/* The purge's whole view of the secrets (the ring of open secrets is securebytes.c's
+   own): close every secret open when the call starts, as close() does, never touching a
+   secret's reference count; returns how many were open in this process. Failures to close
+   one (a broken canary) are reported as unraisable and the rest are closed all the same. */
+Py_ssize_t sm_close_every_open_secret(void);
+/* How many secrets of this process are open. */
+Py_ssize_t sm_open_secret_count(void);
 
 /* purge.c */
 int sm_purge_init(PyObject *module);
-void sm_live_add(sm_secret *s);
-void sm_live_remove(sm_secret *s);
 
 /* readgate.c */
 int sm_read_gate_init(PyObject *module);

@@ -8,6 +8,7 @@
    is released (an export count, as bytearray keeps). Deallocation wipes and
    frees here, in C: no bytecode runs, so no signal can cut it short. */
 #include "core.h"
+#include <stddef.h>
 #include <structmember.h>
 
 PyTypeObject *sm_SecretType = NULL;
@@ -112,6 +113,88 @@ static int equal(const uint8_t *p, Py_buffer *v) {
     return diff == 0;
 }
 
+/* -- the ring of open secrets (purge's view of them) ---------------------------------
+
+   One invariant, kept here and nowhere else: a secret is on the ring exactly while its
+   state is ST_OPEN. fill() links it as it opens; release_secret() unlinks it as it closes,
+   before anything that could run Python code or let the GIL go; deallocation closes a
+   secret still open through release_secret too. No other file sees the ring: purge.c calls
+   sm_close_every_open_secret() and sm_open_secret_count().
+
+   Why a purge never touches a reference count: being on the ring means "its memory is
+   still ours to wipe", not "alive". CPython runs Python code while a secret's refcount is
+   already 0 and its struct not yet freed: subtype_dealloc clears a subclass's __dict__
+   (running the attributes' __del__) before secret_dealloc; the trashcan parks deep
+   structures with refcount 0 and frees them later, running other objects' __del__ in
+   between; a weakref callback runs inside secret_dealloc. A purge from any of those (or
+   from a signal handler, or another thread while this one waits for the GIL) taking a
+   reference would revive the object and deallocate it a second time. Instead the purge
+   only releases the secret's memory, exactly as close() would; the struct stays valid
+   until secret_dealloc, which finds the secret closed and frees the struct alone.
+
+   Everything here runs with the GIL held; the ring needs no other lock. */
+
+static sm_link open_secrets = {&open_secrets, &open_secrets};
+/* Secrets go on the ring in this order, at its tail: the ring is sorted by `opened`. */
+static uint64_t openings = 0;
+
+static sm_secret *secret_of(sm_link *link) {
+    return (sm_secret *)((char *)link - offsetof(sm_secret, live));
+}
+
+static void ring_add(sm_secret *s) {
+    s->opened = openings++;
+    s->live.prev = open_secrets.prev;
+    s->live.next = &open_secrets;
+    open_secrets.prev->next = &s->live;
+    open_secrets.prev = &s->live;
+}
+
+static void ring_remove(sm_secret *s) {
+    if (s->live.next == NULL)
+        return;
+    s->live.prev->next = s->live.next;
+    s->live.next->prev = s->live.prev;
+    s->live.prev = s->live.next = NULL;
+}
+
+static int release_secret(sm_secret *s);
+
+/* Closing one secret may let the GIL go (a guarded secret's arena may be busy) or run a
+   kernel written in Python: other threads, signal handlers and nested purges run
+   meanwhile, and may close, deallocate or open secrets. So the loop holds no pointer
+   across a release: each round takes the ring's first secret afresh, and the released one
+   has already left the ring (it may even be freed by the time release returns). Secrets
+   opened after the purge began have a later `opened` and sit behind every older one: the
+   purge stops at the first of them, so a kernel that opens a secret cannot keep it going. */
+Py_ssize_t sm_close_every_open_secret(void) {
+    const uint64_t horizon = openings;
+    Py_ssize_t closed = 0;
+    for (;;) {
+        sm_link *first = open_secrets.next;
+        if (first == &open_secrets)
+            break;
+        sm_secret *s = secret_of(first);
+        if (s->opened >= horizon)
+            break;
+        if (s->state != ST_OPEN) { /* the invariant says never; progress must not rest on it */
+            ring_remove(s);
+            continue;
+        }
+        closed += s->generation == sm_generation; /* a fork's orphans are only unlinked */
+        if (release_secret(s) < 0) /* unlinks s first; s is not touched after it */
+            PyErr_WriteUnraisable(NULL);
+    }
+    return closed;
+}
+
+Py_ssize_t sm_open_secret_count(void) {
+    Py_ssize_t count = 0;
+    for (sm_link *l = open_secrets.next; l != &open_secrets; l = l->next)
+        count += secret_of(l)->generation == sm_generation;
+    return count;
+}
+
 /* -- making one -------------------------------------------------------------------- */
 
 static int check_arena_option(PyObject *arena, sm_arena **out) {
@@ -174,7 +257,7 @@ static int fill(sm_secret *s, sm_arena *a, size_t size, int guarded) {
     }
     s->generation = sm_generation;
     s->state = ST_OPEN;
-    sm_live_add(s);
+    ring_add(s); /* with the state: on the ring exactly while open */
     return 0;
 }
 
@@ -305,21 +388,33 @@ static int secret_init(PyObject *self, PyObject *args, PyObject *kwargs) {
 
 /* -- release ------------------------------------------------------------------------ */
 
-/* Wipe now; free the slot now, or when the last export goes. */
+/* Wipe now; free the slot now, or when the last export goes (an export's memory is
+   never freed under it: secret_releasebuffer frees it). The state and the ring change
+   first, together and before anything that can run Python code or let the GIL go: from
+   then on a second close, a purge or a deallocation sees a closed secret and leaves it. */
 static int release_secret(sm_secret *s) {
     if (s->state != ST_OPEN)
         return 0;
     s->state = ST_CLOSED;
-    sm_live_remove(s);
+    ring_remove(s);
     if (s->generation != sm_generation || s->arena == NULL)
         return 0; /* inherited across fork: the parent's memory, not ours to free */
     sm_arena *a = s->arena;
     if (s->kind == KIND_GUARDED) {
         sm_guarded *g = s->owner;
-        if (s->exports == 0)
+        int views_alive = s->exports > 0;
+        if (!views_alive)
             s->owner = NULL;
-        return sm_guarded_close(a, g, s->exports > 0);
+        /* A kernel written in Python runs user code inside the close, and no reference
+           to the secret is held (a purge may be closing a dying one): the user code may
+           drop the secret's last reference, and with it the arena's. The arena is held
+           here; the secret is not touched once the close has begun. */
+        Py_INCREF((PyObject *)a);
+        int result = sm_guarded_close(a, g, views_alive);
+        Py_DECREF((PyObject *)a);
+        return result;
     }
+    /* a packed secret's release runs no Python code and never lets the GIL go */
     sm_wipe(memory(s), s->size);
     if (s->exports) {
         sm_closed_with_views(a, s->size);
@@ -332,8 +427,6 @@ static int release_secret(sm_secret *s) {
     return 0;
 }
 
-int sm_release_secret(sm_secret *s) { return release_secret(s); }
-
 static PyObject *secret_close(PyObject *self, PyObject *unused) {
     (void)unused;
     if (release_secret((sm_secret *)self) < 0)
@@ -345,12 +438,15 @@ static void secret_dealloc(PyObject *self) {
     sm_secret *s = (sm_secret *)self;
     PyTypeObject *type = Py_TYPE(self);
     PyObject *etype, *evalue, *etb;
-    sm_live_remove(s); /* first: a purge must never take a reference to a dying secret */
     PyErr_Fetch(&etype, &evalue, &etb);
+    /* Weakref callbacks run Python code with this secret's refcount at 0 and the secret
+       still open (on the ring): a purge from one releases its memory without a reference
+       (see the ring's comment), and the release below then finds it closed. */
     if (s->weakreflist != NULL)
         PyObject_ClearWeakRefs(self);
     if (release_secret(s) < 0)
         PyErr_WriteUnraisable(NULL); /* a canary: memory corruption is reported even here */
+    ring_remove(s); /* already off (release unlinks); the struct is never freed while on it */
     PyErr_Restore(etype, evalue, etb);
     Py_CLEAR(s->arena);
     freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
@@ -908,7 +1004,10 @@ static PyGetSetDef secret_getset[] = {
     {"closed", secret_get_closed, NULL,
      "True once close() ran, and in a forked child for secrets of the parent.", NULL},
     {"address", secret_get_address, NULL,
-     "The address of the first byte, for native code. Valid until close.", NULL},
+     "The address of the first byte, for native code. Valid until close; native code that "
+     "lets the GIL go should hold a memoryview of the secret meanwhile (a close or purge in "
+     "another thread then wipes the memory but does not free it under the view).",
+     NULL},
     {"_address", secret_get_raw_address, NULL, NULL, NULL},
     {"guarded", secret_get_guarded, NULL, "True for a secret with pages of its own.", NULL},
     {"arena", secret_get_arena, NULL, "The arena this secret's memory comes from.", NULL},
