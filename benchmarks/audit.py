@@ -91,7 +91,8 @@ def render(results: list[Measured], heading: str) -> tuple[str, int]:
         title = _section(result.case)
         if title != section:
             section = title
-            lines += ["", f"### {title}", "", "| path | moment | copies | bound |", "|---|---|---|---|"]
+            lines += ["", f"### {title}", "", "| path | moment | copies | bound |"]
+            lines.append("|---|---|---|---|")
         if result.counts is None:
             lines.append(f"| `{result.case}` | - | {result.problem} | - |")
             continue
@@ -101,9 +102,8 @@ def render(results: list[Measured], heading: str) -> tuple[str, int]:
             if bound is not None and count > bound:
                 over += 1
                 mark = " **over the bound**"
-            lines.append(
-                f"| `{result.case}` | {moment} | {count}{mark} | {_bound_text(result.case, moment)} |"
-            )
+            bound_text = _bound_text(result.case, moment)
+            lines.append(f"| `{result.case}` | {moment} | {count}{mark} | {bound_text} |")
     lines.append("")
     if over:
         lines.append(f"**{over} count(s) above the documented bound**: see tests/copy_bounds.py.")

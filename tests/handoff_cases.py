@@ -25,7 +25,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -270,10 +270,8 @@ def _stack_counts(name: str) -> Counts:
         forged = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
 
         def forged_decrypt() -> None:
-            try:
+            with suppress(InvalidTag):
                 crypto.decrypt_into(cipher, NONCE, forged, None, out)
-            except InvalidTag:
-                pass
 
         with marker.view() as needle:
             control = stackview.stack_depths_after(lambda: stackview.leave_on_stack(needle), needle)
@@ -494,8 +492,9 @@ def _load_with_password(keys: Path, name: str) -> Counts:
     from securemem import crypto
 
     _warm_up()
-    with seed_marker(keys) as marker, read(keys, "password") as password:
-        with Marker.copy_of(password.view()) as password_marker, read(keys, name) as data:
+    with seed_marker(keys) as marker, read(keys, "password") as password, read(keys, name) as data:
+        password_marker = Marker.copy_of(password.view())
+        with password_marker:
             key = crypto.load_private_key(data, password)
             del key
             released()
