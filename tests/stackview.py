@@ -157,17 +157,18 @@ _MAX_DEPTH = 60 * 1024
 @cache
 def _stack_helper() -> Any:
     """The compiled helper (once per process, with the C compiler that builds securemem)."""
-    directory = Path(tempfile.mkdtemp(prefix="securemem-stackview-"))
-    source, library = directory / "leave.c", directory / "leave.so"
-    source.write_text(_LEAVE_ON_STACK, encoding="ascii")
-    subprocess.run(
-        ["cc", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
-        check=True,
-        capture_output=True,
-    )
     ffi = FFI()
     ffi.cdef("void leave_on_stack(const unsigned char *, size_t, size_t);")
-    return ffi, ffi.dlopen(str(library))
+    with tempfile.TemporaryDirectory(prefix="securemem-stackview-") as directory:
+        source, library = Path(directory) / "leave.c", Path(directory) / "leave.so"
+        source.write_text(_LEAVE_ON_STACK, encoding="ascii")
+        subprocess.run(
+            ["cc", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+            check=True,
+            capture_output=True,
+        )
+        # Once loaded, the mapping outlives the file: nothing is left in /tmp.
+        return ffi, ffi.dlopen(str(library))
 
 
 def leave_on_stack(needle: memoryview, depth: int = 3072) -> None:
