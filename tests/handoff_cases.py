@@ -1,11 +1,15 @@
-"""Hand-offs of a secret to other libraries, each measured by a process scan in a fresh child.
+"""Every path a secret takes into another library, each measured by a process scan in a fresh
+child: the measurements both tests/test_handoffs.py (which asserts the documented bounds,
+tests/copy_bounds.py) and ``python -m benchmarks.audit`` (which prints the counts) run.
 
 Each case puts a marker (tests/memscan.py) through one library call and returns how many
 copies of it the scan finds outside locked memory, at named moments ("alive": while the
 library's object holds the secret; "after": once everything is dropped and collected).
-tests/test_handoffs*.py run each case with ``python -m tests.handoff_cases CASE KEYDIR`` in a
-fresh interpreter: a fresh heap makes "a freed buffer nobody reused yet" the same on every run,
-so the counts are exact, not "at least one".
+:func:`measure` runs a case with ``python -m tests.handoff_cases CASE KEYDIR`` in a fresh
+interpreter: a fresh heap makes "a freed buffer nobody reused yet" the same on every run, so
+a count is the same on every run of the same releases. Cases that read the stack
+(``stack.*``, ``registers.*``) also report ``control``: a copy the case left there itself,
+which their scan must find.
 
 The key files in KEYDIR are made by :func:`make_keys` in yet another process, so no process
 that is scanned ever held a key as ``bytes`` before the call under test.
