@@ -13,27 +13,27 @@ this module clears the CPU's vector registers and wipes 16 KiB of the stack the 
 (the next register save puts it on the stack) and cryptography leaves the last partial
 plaintext block in a stack buffer. Measured by the stack tests in ``tests/test_crypto.py``.
 
-What cryptography still copies, as exact counts per release family (47-48, 49, 50; measured
-on 47.0.0, 48.0.0, 49.0.0 and 50.0.2), asserted by the tests in ``tests/test_crypto.py`` from
-the table in ``tests/copy_counts.py`` and listed, each with its test, in
-``docs/secrets-in-and-out.md``:
+What cryptography still copies is up to each of its releases; ``docs/secrets-in-and-out.md``
+states the bounds securemem documents for any release (asserted by ``tests/test_handoffs.py``
+from ``tests/copy_bounds.py``) and the counts ``python -m benchmarks.audit`` measured on
+cryptography 47.0.0, 50.0.2 and 51.0.1:
 
 * An AEAD object keeps the key (OpenSSL's expanded key schedule, which starts with the key
-  itself) in OpenSSL's ordinary heap for as long as the object lives: 2 copies (encryption
-  and decryption context; AES-SIV: 2 of each half of its key), none for ``AESCCM``. OpenSSL
-  wipes them when the object is freed
-  (``test_aead_key_leaves_no_copy_once_the_aead_is_freed``). ``AESCCM`` keeps a *reference* to the
-  key buffer and reads it on every call; from cryptography 49 on every other AEAD holds a
+  itself) in OpenSSL's ordinary heap for as long as the object lives: at most 2 copies
+  (encryption and decryption context; AES-SIV: of each half of its key); 2 up to 50.0.2, 1
+  from 51.0.1 (AESOCB3: 2), none for ``AESCCM``. OpenSSL wipes them when the object is freed
+  (``test_aead_key_leaves_no_copy_once_the_aead_is_freed``). ``AESCCM`` keeps a *reference* to
+  the key buffer and reads it on every call; from cryptography 49 on every other AEAD holds a
   reference to it too, for as long as it lives (without reading it again). :func:`aead` gives
   each AEAD a private locked copy, so closing your key can never turn theirs into zeros.
-* Argon2id leaves 1 copy of the password in freed heap memory; HKDF, PBKDF2HMAC and Scrypt
-  leave none (``test_derive_leaves_no_copy_of_the_key_material``).
+* Argon2id leaves at most 1 copy of the password in freed heap memory; HKDF, PBKDF2HMAC and
+  Scrypt leave none.
 * Decrypting leaves no copy of the plaintext outside the SecureBytes it is written into
   (``test_decrypt_leaves_no_copy_of_the_plaintext``).
-* Loading an *encrypted* PKCS#8 key leaves the decrypted key in freed heap memory (a buffer
-  that cryptography/OpenSSL frees without wiping); an unencrypted DER key leaves none once
-  the key object is freed. Any key object keeps its key in OpenSSL's (unlocked) heap while
-  it lives.
+* Loading an *encrypted* PKCS#8 key may leave the decrypted key in freed heap memory (at
+  most one copy: a buffer that cryptography/OpenSSL frees without wiping); an unencrypted
+  DER key leaves none once the key object is freed. Any key object keeps its key in
+  OpenSSL's (unlocked) heap while it lives.
 * Serialising a private key returns ``bytes`` (there is no ``private_bytes_into``), and
   ``BestAvailableEncryption`` accepts only a ``bytes`` password: both stay in the heap until
   it is reused. :func:`private_key_bytes` moves the result into locked memory at once, but

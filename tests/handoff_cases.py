@@ -1,11 +1,15 @@
-"""Hand-offs of a secret to other libraries, each measured by a process scan in a fresh child.
+"""Every path a secret takes into another library, each measured by a process scan in a fresh
+child: the measurements both tests/test_handoffs.py (which asserts the documented bounds,
+tests/copy_bounds.py) and ``python -m benchmarks.audit`` (which prints the counts) run.
 
 Each case puts a marker (tests/memscan.py) through one library call and returns how many
 copies of it the scan finds outside locked memory, at named moments ("alive": while the
 library's object holds the secret; "after": once everything is dropped and collected).
-tests/test_handoffs*.py run each case with ``python -m tests.handoff_cases CASE KEYDIR`` in a
-fresh interpreter: a fresh heap makes "a freed buffer nobody reused yet" the same on every run,
-so the counts are exact, not "at least one".
+:func:`measure` runs a case with ``python -m tests.handoff_cases CASE KEYDIR`` in a fresh
+interpreter: a fresh heap makes "a freed buffer nobody reused yet" the same on every run, so
+a count is the same on every run of the same releases. Cases that read the stack
+(``stack.*``, ``registers.*``) also report ``control``: a copy the case left there itself,
+which their scan must find.
 
 The key files in KEYDIR are made by :func:`make_keys` in yet another process, so no process
 that is scanned ever held a key as ``bytes`` before the call under test.
@@ -13,6 +17,7 @@ that is scanned ever held a key as ``bytes`` before the call under test.
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import hmac
@@ -21,15 +26,19 @@ import json
 import os
 import socket
 import ssl
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from securemem import SecureBytes
 from securemem._arena import default_arena
 from tests.memscan import Marker
+
+_REPO = Path(__file__).resolve().parent.parent
 
 Counts = dict[str, int]
 CASES: dict[str, Callable[[Path], Counts]] = {}
@@ -195,38 +204,169 @@ def case_cryptography__hmac(keys: Path) -> Counts:
         return {"alive": alive, "after": outside(marker)}
 
 
-def _aead_counts(algorithm: Any) -> Counts:
+# The AEADs' key sizes; AES-SIV's 64-byte key is two 32-byte AES keys that OpenSSL stores apart,
+# so each half is a needle of its own and a count is the most copies of any one piece.
+AEAD_KEY_SIZES = {
+    "AESGCM": 32,
+    "AESOCB3": 32,
+    "AESGCMSIV": 32,
+    "AESCCM": 16,
+    "AESSIV": 64,
+    "ChaCha20Poly1305": 32,
+}
+
+
+def _aead_class(name: str) -> Any:
+    from cryptography.hazmat.primitives.ciphers import aead
+
+    return getattr(aead, name)
+
+
+def _nonce_and_data(name: str) -> tuple[tuple[bytes, ...], list[bytes] | None]:
+    """(the arguments before the data, the associated data) of a direct ``*_into`` call that
+    matches what securemem.crypto passes (AES-SIV: the nonce as the last associated item)."""
+    return ((), [NONCE]) if name == "AESSIV" else ((NONCE,), None)
+
+
+def _aead_counts(name: str) -> Counts:
     from securemem import crypto
 
-    with secret_marker() as (marker, key), Marker(40) as plaintext_marker:
-        cipher = crypto.aead(algorithm, key)
+    size = AEAD_KEY_SIZES[name]
+    pieces = [Marker(min(size, 32)) for _ in range(max(1, size // 32))]
+    with Marker(45) as plaintext_marker:  # 45: not a whole AES block, so partial paths run
+        key = SecureBytes(size)
+        for index, piece in enumerate(pieces):
+            key[index * 32 : index * 32 + piece.length] = piece.view()
+        cipher = crypto.aead(_aead_class(name), key)
         key.close()
-        alive = outside(marker)
+        alive = max(outside(piece) for piece in pieces)
         with SecureBytes(plaintext_marker.view()) as plaintext:
             ciphertext = crypto.encrypt(cipher, NONCE, plaintext)
         crypto.decrypt(cipher, NONCE, ciphertext).close()
         del cipher
         released()
-        return {"alive": alive, "after": outside(marker), "plaintext": outside(plaintext_marker)}
+        counts = {
+            "key_alive": alive,
+            "key_after": max(outside(piece) for piece in pieces),
+            "plaintext": outside(plaintext_marker),
+        }
+    for piece in pieces:
+        piece.close()
+    return counts
 
 
-@case
-def case_cryptography__aesgcm(keys: Path) -> Counts:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+def _stack_counts(name: str) -> Counts:
+    """The last partial block of a 47-byte plaintext on this thread's stack right after a
+    call (read from another thread, tests/stackview.py): cryptography called directly, and
+    securemem.crypto's encrypt, decrypt and a decrypt that raises InvalidTag. ``control``: a
+    copy this case leaves on the stack itself, which the reader must find."""
+    from cryptography.exceptions import InvalidTag
 
-    return _aead_counts(AESGCM)
+    from securemem import crypto
+    from tests import stackview
+
+    leading, associated = _nonce_and_data(name)
+    with Marker(15) as marker, SecureBytes(47) as plaintext, SecureBytes(47) as out:
+        plaintext[32:] = marker.view()
+        with SecureBytes.random(AEAD_KEY_SIZES[name]) as key:
+            cipher = crypto.aead(_aead_class(name), key)
+        ciphertext = bytes(crypto.encrypt(cipher, NONCE, plaintext))
+        forged = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
+
+        def forged_decrypt() -> None:
+            with suppress(InvalidTag):
+                crypto.decrypt_into(cipher, NONCE, forged, None, out)
+
+        with marker.view() as needle:
+            control = stackview.stack_depths_after(lambda: stackview.leave_on_stack(needle), needle)
+            alone_encrypt = stackview.stack_depths_after(
+                lambda: cipher.encrypt_into(*leading, plaintext.view(), associated, bytearray(63)),
+                needle,
+                clean_start=True,
+            )
+            alone_decrypt = stackview.stack_depths_after(
+                lambda: cipher.decrypt_into(*leading, ciphertext, associated, out.view()),
+                needle,
+                clean_start=True,
+            )
+            through = [
+                stackview.stack_depths_after(call, needle, clean_start=True)
+                for call in (
+                    lambda: crypto.encrypt(cipher, NONCE, plaintext),
+                    lambda: crypto.decrypt_into(cipher, NONCE, ciphertext, None, out),
+                    forged_decrypt,
+                )
+            ]
+    return {
+        "control": len(control),
+        "alone_encrypt": len(alone_encrypt),
+        "alone_decrypt": len(alone_decrypt),
+        "securemem": sum(len(depths) for depths in through),
+    }
 
 
-@case
-def case_cryptography__chacha20poly1305(keys: Path) -> Counts:
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+def _register_counts(name: str, how: str) -> Counts:
+    """The AEAD's key (its first 32-byte piece) on the stack after one encryption, in this
+    fresh process: OpenSSL may return with round keys in vector registers, and the first
+    lazily bound libc call after it (the dynamic linker saves every vector register on the
+    stack) writes them there. ``control``: a copy of another needle that this case leaves on
+    the stack itself, deeper than the scan's own frames reach, which the scan must find."""
+    from securemem import crypto
+    from tests import stackview
 
-    return _aead_counts(ChaCha20Poly1305)
+    size = AEAD_KEY_SIZES[name]
+    leading, associated = _nonce_and_data(name)
+    with Marker(min(size, 32)) as marker, SecureBytes(size) as key:
+        key[: marker.length] = marker.view()
+        cipher = crypto.aead(_aead_class(name), key)
+        with SecureBytes(b"y" * 47) as plaintext:
+            if how == "alone":
+                cipher.encrypt_into(*leading, plaintext.view(), associated, bytearray(63))
+            else:
+                crypto.encrypt(cipher, NONCE, plaintext)
+            stack = _on_the_stack(marker)
+        with Marker(min(size, 32)) as control, control.view() as needle:
+            stackview.leave_on_stack(needle, depth=48 * 1024)
+            return {"stack": stack, "control": _on_the_stack(control)}
 
 
-def _kdf_counts(kdf: Any) -> Counts:
+def _on_the_stack(marker: Marker) -> int:
+    from tests import stackview
+
+    return sum(stackview.mapping_name(found) == "[stack]" for found in marker.scan().found)
+
+
+for _name in AEAD_KEY_SIZES:
+    CASES[f"aead.{_name}"] = partial(lambda keys, name: _aead_counts(name), name=_name)
+    CASES[f"stack.{_name}"] = partial(lambda keys, name: _stack_counts(name), name=_name)
+    for _how in ("alone", "securemem"):
+        CASES[f"registers.{_name}.{_how}"] = partial(
+            lambda keys, name, how: _register_counts(name, how), name=_name, how=_how
+        )
+
+
+def _kdf(name: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    made: dict[str, Callable[[], Any]] = {
+        "HKDF": lambda: HKDF(hashes.SHA256(), 32, b"salt", b"info"),
+        "PBKDF2HMAC": lambda: PBKDF2HMAC(hashes.SHA256(), 32, b"s" * 16, 1000),
+        "Scrypt": lambda: Scrypt(b"s" * 16, 32, 1024, 8, 1),
+        "Argon2id": lambda: Argon2id(
+            salt=b"s" * 16, length=32, iterations=1, lanes=1, memory_cost=64
+        ),
+    }
+    return made[name]()
+
+
+def _kdf_counts(name: str) -> Counts:
     from securemem import crypto
 
+    kdf = _kdf(name)
     with secret_marker(24) as (marker, password):
         derived = crypto.derive(kdf, password, 32)
         with Marker.copy_of(derived.view()) as derived_marker:
@@ -237,58 +377,33 @@ def _kdf_counts(kdf: Any) -> Counts:
             return {"password": outside(marker), "derived": derived_outside}
 
 
-@case
-def case_cryptography__hkdf(keys: Path) -> Counts:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return _kdf_counts(HKDF(hashes.SHA256(), 32, b"salt", b"info"))
-
-
-@case
-def case_cryptography__pbkdf2hmac(keys: Path) -> Counts:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-
-    return _kdf_counts(PBKDF2HMAC(hashes.SHA256(), 32, b"s" * 16, 1000))
-
-
-@case
-def case_cryptography__scrypt(keys: Path) -> Counts:
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-    return _kdf_counts(Scrypt(b"s" * 16, 32, 1024, 8, 1))
-
-
-@case
-def case_cryptography__argon2id(keys: Path) -> Counts:
-    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-
-    return _kdf_counts(
-        Argon2id(salt=b"s" * 16, length=32, iterations=1, lanes=1, memory_cost=64)
-    )
+for _name in ("HKDF", "PBKDF2HMAC", "Scrypt", "Argon2id"):
+    CASES[f"kdf.{_name}"] = partial(lambda keys, name: _kdf_counts(name), name=_name)
 
 
 @case
 def case_cryptography__fernet(keys: Path) -> Counts:
-    """cryptography's Fernet: the key must be base64 text (bytes or str)."""
+    """cryptography's own Fernet, for comparison: it takes the key only as base64 text. Counted
+    while the Fernet object and the decrypted plaintext are alive, outside locked memory (that
+    includes copies in objects already freed, so a count may vary between runs)."""
     import base64
 
     from cryptography.fernet import Fernet
 
-    with secret_marker() as (_, key), Marker(40) as plaintext_marker:
+    with secret_marker() as (marker, key), Marker(40) as plaintext_marker:
         signing = Marker.copy_of(key.view()[:16])
         encryption = Marker.copy_of(key.view()[16:])
         encoded = base64.urlsafe_b64encode(key.view())  # what Fernet wants: base64 bytes
         fernet = Fernet(encoded)
-        # Fernet.encrypt takes nothing but bytes: the plaintext has to be copied into one.
         token = fernet.encrypt(bytes(plaintext_marker.view()))
         decrypted = fernet.decrypt(token)
         counts = {
-            "signing_half_in_fernet": inside(signing, fernet._signing_key),
-            "encryption_half_in_fernet": inside(encryption, fernet._encryption_key),
+            "key_alive": outside(marker),
+            "signing_half_alive": outside(signing),
+            "encryption_half_alive": outside(encryption),
             "plaintext_returned": inside(plaintext_marker, decrypted),
         }
+        del fernet, decrypted
         signing.close()
         encryption.close()
         return counts
@@ -326,11 +441,20 @@ def case_securemem__fernet(keys: Path) -> Counts:
         return counts
 
 
+def _warm_up() -> None:
+    """securemem's first native calls allocate (cffi builds its wrappers), and such an
+    allocation can land on a buffer a load just freed, hiding the copy in it: make them first."""
+    from securemem._scrub import scrub_after_native
+
+    scrub_after_native()
+
+
 @case
 def case_cryptography__load_pem(keys: Path) -> Counts:
     """cryptography's own PEM loader, handed a view of the PEM file in locked memory."""
     from cryptography.hazmat.primitives import serialization
 
+    _warm_up()
     with seed_marker(keys) as marker, read(keys, "ed25519.pem") as pem:
         key = serialization.load_pem_private_key(pem.view(), None)
         alive = outside(marker)
@@ -340,15 +464,55 @@ def case_cryptography__load_pem(keys: Path) -> Counts:
 
 
 @case
+def case_cryptography__load_ssh_password(keys: Path) -> Counts:
+    """cryptography's own OpenSSH loader, for a passphrase-protected Ed25519 key (it takes the
+    passphrase only as bytes: this case's own copy, so the passphrase is not counted)."""
+    from cryptography.hazmat.primitives import serialization
+
+    _warm_up()
+    with seed_marker(keys) as marker, read(keys, "ed25519-password.openssh") as text:
+        with read(keys, "password") as password:
+            passphrase = bytes(password.view())
+        key = serialization.load_ssh_private_key(text.view(), passphrase)
+        del key
+        released()
+        return {"after": outside(marker)}
+
+
+@case
 def case_securemem__load_private_key(keys: Path) -> Counts:
     from securemem import crypto
 
+    _warm_up()
     with seed_marker(keys) as marker, read(keys, "ed25519.pem") as pem:
         key = crypto.load_private_key(pem)
         alive = outside(marker)
         del key
         released()
         return {"alive": alive, "after": outside(marker)}
+
+
+def _load_with_password(keys: Path, name: str) -> Counts:
+    from securemem import crypto
+
+    _warm_up()
+    with seed_marker(keys) as marker, read(keys, "password") as password, read(keys, name) as data:
+        password_marker = Marker.copy_of(password.view())
+        with password_marker:
+            key = crypto.load_private_key(data, password)
+            del key
+            released()
+            return {"after": outside(marker), "password_after": outside(password_marker)}
+
+
+@case
+def case_securemem__load_private_key_pkcs8_password(keys: Path) -> Counts:
+    return _load_with_password(keys, "ed25519-password.pem")
+
+
+@case
+def case_securemem__load_private_key_openssh_password(keys: Path) -> Counts:
+    return _load_with_password(keys, "ed25519-password.openssh")
 
 
 # -- ssl --------------------------------------------------------------------------------------
@@ -428,6 +592,9 @@ def case_ssl__sendall_recv_into(keys: Path) -> Counts:
 
 @case
 def case_paramiko__ed25519_from_private_key(keys: Path) -> Counts:
+    """paramiko's Ed25519 key takes only text lines; counted while the key object lives,
+    outside locked memory (that includes copies in objects already freed: the count may vary
+    between runs)."""
     import paramiko  # type: ignore[import-untyped, unused-ignore]
 
     with seed_marker(keys) as marker:
@@ -435,8 +602,7 @@ def case_paramiko__ed25519_from_private_key(keys: Path) -> Counts:
             # paramiko reads text lines: the file has to become a str.
             key = paramiko.Ed25519Key.from_private_key(io.StringIO(str(text.view(), "ascii")))
         key.sign_ssh_data(MESSAGE)
-        signing_key = key._signing_key  # PyNaCl's SigningKey: the seed, and seed + public key
-        return {"in_the_key_object": inside(marker, signing_key._seed, signing_key._signing_key)}
+        return {"alive": outside(marker)}
 
 
 def _bignum_counts(
@@ -700,6 +866,13 @@ write("ed25519.pem", key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.
 write("ed25519.seed", key.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption()))
 write("ed25519.openssh",
       key.private_bytes(s.Encoding.PEM, s.PrivateFormat.OpenSSH, s.NoEncryption()))
+# A passphrase of letters and digits, and the same key encrypted with it (PKCS#8 and OpenSSH).
+password = "".join(chr(c) for c in os.urandom(20) if chr(c).isalnum()).encode() or b"passphrase"
+write("password", password)
+locked = s.BestAvailableEncryption(password)
+write("ed25519-password.pem", key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, locked))
+write("ed25519-password.openssh",
+      key.private_bytes(s.Encoding.PEM, s.PrivateFormat.OpenSSH, locked))
 name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
 now = datetime.datetime.now(datetime.timezone.utc)
 cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
@@ -727,6 +900,50 @@ write("env.raw", raw)
 write("secret.hex", raw.hex().encode() + bytes([10]))
 write("config.json", json.dumps({"key": raw.hex(), "name": "service"}).encode())
 """
+
+
+def measure(case: str, keys: Path) -> Counts:
+    """Run ``case`` in a fresh interpreter (``python -m tests.handoff_cases CASE .`` in
+    ``keys``) and return its counts.
+
+    Freed memory is reused or not depending on what was allocated before: the same
+    environment, working directory and hash seed on every run and machine keep that fixed.
+    """
+    environment = {"PYTHONPATH": str(_REPO), "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
+    environment["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")  # cc, for the stack control
+    if case.startswith("env."):
+        with read(keys, "env.raw") as raw:
+            # Only the child is scanned; the caller hands it the text it would find.
+            environment["SECRET_HEX"] = raw.view().hex()
+            environment["SECRET_B64"] = base64.b64encode(raw.view()).decode("ascii")
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.handoff_cases", case, "."],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        cwd=keys,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the case {case} failed:\n{result.stderr}")
+    counts: Counts = json.loads(result.stdout.strip().splitlines()[-1])
+    return counts
+
+
+def make_keys(keys: Path) -> None:
+    """Write the key files, certificate and configuration secrets the cases read into ``keys``,
+    from another process (this one never holds them as bytes)."""
+    result = subprocess.run(
+        [sys.executable, "-c", MAKE_KEYS, str(keys)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(_REPO)},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"making the keys failed:\n{result.stderr}")
 
 
 def main(argv: list[str]) -> None:

@@ -20,9 +20,16 @@ from __future__ import annotations
 import mmap
 import os
 import platform
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cffi import FFI
 
 from securemem._scrub import scrub_after_native
 
@@ -128,3 +135,46 @@ def mapping_name(address: int) -> str:
             if low <= address < high:
                 return fields[5].strip() if len(fields) > 5 else ""
     return ""
+
+
+# The control for every "nothing on the stack" test: native code of the tests' own that copies
+# a needle into its frame and returns without wiping it, as native code handling a secret does.
+# A scan that finds this copy can find such leftovers; one that does not proves nothing.
+_LEAVE_ON_STACK = """
+#include <stddef.h>
+void leave_on_stack(const unsigned char *needle, size_t length, size_t depth) {
+    /* The needle at the frame's bottom, depth bytes of frame above it: it lies about
+       length + depth bytes below the caller's stack pointer. volatile: the stores stay. */
+    volatile unsigned char frame[length + depth];
+    for (size_t i = 0; i < length; i++)
+        frame[i] = needle[i];
+    frame[length + depth - 1] = 0;
+}
+"""
+_MAX_DEPTH = 60 * 1024
+
+
+@cache
+def _stack_helper() -> Any:
+    """The compiled helper (once per process, with the C compiler that builds securemem)."""
+    ffi = FFI()
+    ffi.cdef("void leave_on_stack(const unsigned char *, size_t, size_t);")
+    with tempfile.TemporaryDirectory(prefix="securemem-stackview-") as directory:
+        source, library = Path(directory) / "leave.c", Path(directory) / "leave.so"
+        source.write_text(_LEAVE_ON_STACK, encoding="ascii")
+        subprocess.run(
+            ["cc", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+            check=True,
+            capture_output=True,
+        )
+        # Once loaded, the mapping outlives the file: nothing is left in /tmp.
+        return ffi, ffi.dlopen(str(library))
+
+
+def leave_on_stack(needle: memoryview, depth: int = 3072) -> None:
+    """Copy ``needle`` into a native stack frame, under ``depth`` bytes of it, and return
+    without wiping it: a copy the test makes itself, for the scans to find."""
+    if not 0 <= depth <= _MAX_DEPTH:
+        raise ValueError(f"depth must be 0 to {_MAX_DEPTH} bytes, not {depth}")
+    ffi, library = _stack_helper()
+    library.leave_on_stack(ffi.from_buffer(needle), needle.nbytes, depth)

@@ -228,15 +228,6 @@ def test_a_secret_is_a_buffer_without_view() -> None:
             os.close(write_end)
 
 
-def test_hmac_new_refuses_any_key_but_bytes_on_this_python() -> None:
-    """A known limitation, outside securemem: ``hmac.new`` checks ``isinstance(key, (bytes,
-    bytearray))`` in Python code (CPython 3.11 to 3.13), so no buffer type can be its key;
-    ``hmac.digest(key, msg, name)`` and a ``hmac.new`` message take a secret (tested above).
-    If this starts to fail, CPython dropped the check: move hmac.new into the test above."""
-    with SecureBytes(KEY) as secret, pytest.raises(TypeError, match="expected bytes or bytearray"):
-        hmac.new(secret, b"m", "sha256")  # type: ignore[arg-type,call-overload,unused-ignore]
-
-
 def test_cryptography_takes_a_secret_as_its_key() -> None:
     aead = pytest.importorskip("cryptography.hazmat.primitives.ciphers.aead")
     with SecureBytes(KEY) as secret:

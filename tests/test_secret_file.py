@@ -265,18 +265,3 @@ def test_paramiko_ecdsa_key_from_a_key_object_signs_what_its_public_key_verifies
     public = paramiko.ECDSAKey(data=key.asbytes())
     signature.rewind()
     assert not public.can_sign() and public.verify_ssh_sig(b"message", signature)
-
-
-def test_hmac_new_refuses_a_view_so_the_page_recommends_hmac_digest() -> None:
-    # Why docs/other-libraries.md steers hmac.new users to hmac.digest or cryptography's
-    # HMAC: the stdlib class takes only bytes or bytearray. When this fails, a view works.
-    import hmac
-
-    with SecureBytes.random(32) as key, pytest.raises(TypeError, match="bytes or bytearray"):
-        hmac.new(key.view(), b"message", "sha256")  # type: ignore[call-overload]
-
-
-def test_fernet_encrypt_refuses_a_view_so_the_plaintext_must_be_bytes() -> None:
-    fernet = pytest.importorskip("cryptography.fernet")
-    with SecureBytes(b"plaintext") as plaintext, pytest.raises(TypeError, match="bytes"):
-        fernet.Fernet(fernet.Fernet.generate_key()).encrypt(plaintext.view())
