@@ -25,6 +25,13 @@ readme_command() {  # the shell command between <!-- NAME --> and <!-- /NAME -->
 }
 test_command=$(readme_command test-command)
 [[ -n $test_command ]] || { echo "no test-command in README.md" >&2; exit 2; }
+# Started in the background by a shell (`ci/other-pythons.sh &`), this script ignores SIGINT
+# and SIGQUIT, which bash cannot undo, and the tests' children would inherit that: run the
+# tests with both at their defaults, as from a terminal.
+with_default_signals=(python3 -c 'import os, signal, sys
+for number in (signal.SIGINT, signal.SIGQUIT):
+    signal.signal(number, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])')
 
 copy_tree() {  # copy_tree DEST: the tracked and untracked (not ignored) files, no build output
   mkdir -p "$1"
@@ -64,8 +71,8 @@ run_pyenv() {  # run_pyenv VERSION: pyenv's newest patch release of that minor v
   echo "== $1: $python, log in $log"
   "$python" -m venv "$work/venv" >"$log" 2>&1 || rc=$?
   if [[ $rc == 0 ]]; then
-    (cd "$work/tree" && env PATH="$work/venv/bin:$PATH" bash -euo pipefail -c "$test_command") \
-      >>"$log" 2>&1 || rc=$?
+    (cd "$work/tree" && PATH="$work/venv/bin:$PATH" \
+      "${with_default_signals[@]}" bash -euo pipefail -c "$test_command") >>"$log" 2>&1 || rc=$?
   fi
   record "$1 ($("$python" -c 'import platform; print(platform.python_version())'))" "$rc" "$log"
 }
@@ -89,7 +96,8 @@ run_sid() {  # run_sid VERSION: Debian unstable's python$VERSION inside the chro
   scratch+=("$inside")
   copy_tree "$inside/tree"
   local at=${inside#"$sid"}
-  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 chroot "$sid" \
+  "${with_default_signals[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    chroot "$sid" \
     bash -euo pipefail -c "python$1 -m venv $at/venv && cd $at/tree &&
                            PATH=$at/venv/bin:\$PATH; $test_command" >>"$log" 2>&1 || rc=$?
   record "$1 ($(env -i chroot "$sid" "python$1" -c 'import platform; print(platform.python_version())'))" \

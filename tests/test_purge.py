@@ -445,6 +445,11 @@ def test_from_another_thread_signals_are_refused_and_exit_only_works() -> None:
 
 CHILD = """
 import atexit, os, signal, sys, time
+# A shell that starts a job in the background (pytest under nohup, or `... &` in a script)
+# makes it ignore SIGINT and SIGQUIT, and children inherit that: start from the handling a
+# program run from a terminal has, which is what the test is about.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 from securemem import Arena, SecureBytes, purge_on_exit
 from tests.sharedkernel import SharedFileKernel
 path, install, marker = sys.argv[1], sys.argv[2] == "yes", sys.argv[3].encode()
