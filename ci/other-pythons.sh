@@ -78,15 +78,15 @@ run_pyenv() {  # run_pyenv VERSION: pyenv's newest patch release of that minor v
 }
 
 run_sid() {  # run_sid VERSION: Debian unstable's python$VERSION inside the chroot
-  local log inside rc=0
+  local log inside at rc=0
   if [[ $(id -u) != 0 ]]; then
     summary+=("$1: skipped (the Debian unstable chroot needs root)")
     return
   fi
-  # Makes the chroot if it is missing, else only mounts /proc, /dev/pts, /dev/shm and checks
-  # that every package is installed.
   log="$logs/python$1.log"
   echo "== $1: Debian unstable chroot at $sid, log in $log"
+  # Makes the chroot if it is missing, else only mounts /proc, /dev/pts, /dev/shm and checks
+  # that every package is installed.
   ci/debian-sid-chroot.sh "$sid" >"$log" 2>&1 || { record "$1" "chroot:$?" "$log"; return; }
   if [[ ! -x $sid/usr/bin/python$1 ]]; then
     summary+=("$1: skipped (no python$1 in $sid)")
@@ -95,13 +95,13 @@ run_sid() {  # run_sid VERSION: Debian unstable's python$VERSION inside the chro
   inside=$(mktemp -d "$sid/tmp/securemem.XXXXXX")
   scratch+=("$inside")
   copy_tree "$inside/tree"
-  local at=${inside#"$sid"}
-  "${with_default_signals[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    chroot "$sid" \
+  at=${inside#"$sid"}
+  # in the chroot's clean environment (env -i, the machine's CA certificates), as root
+  "${with_default_signals[@]}" ci/debian-sid-chroot.sh "$sid" -- \
     bash -euo pipefail -c "python$1 -m venv $at/venv && cd $at/tree &&
                            PATH=$at/venv/bin:\$PATH; $test_command" >>"$log" 2>&1 || rc=$?
-  record "$1 ($(env -i chroot "$sid" "python$1" -c 'import platform; print(platform.python_version())'))" \
-    "$rc" "$log"
+  record "$1 ($(ci/debian-sid-chroot.sh "$sid" -- "python$1" -c \
+                'import platform; print(platform.python_version())'))" "$rc" "$log"
 }
 
 for world in "${worlds[@]}"; do
