@@ -256,7 +256,11 @@ void sm_job_wait(sm_job_state *job) {
    guessing at timings. */
 static PyObject *set_prefetch_linger(PyObject *module, PyObject *argument) {
     (void)module;
-    long looks = PyLong_Check(argument) ? PyLong_AsLong(argument) : -1;
+    if (!PyLong_Check(argument)) {
+        PyErr_SetString(PyExc_TypeError, "_set_prefetch_linger takes an int (a number of looks)");
+        return NULL;
+    }
+    long looks = PyLong_AsLong(argument);
     if (looks < 0 || looks > INT_MAX) {
         if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
             PyErr_Clear();
