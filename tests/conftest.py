@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import json
 import os
@@ -84,8 +85,23 @@ def kernel_locked_pages(arena: Arena) -> set[int]:
 
 
 def assert_locks_match_kernel(arena: Arena) -> None:
-    """Invariant 1: a page is locked exactly when the arena holds a lock count on it."""
-    assert kernel_locked_pages(arena) == set(arena.locked_pages())
+    """Invariant 1: a page is locked exactly when the arena holds a lock count on it.
+
+    The kernel's view and the arena's are read with the garbage collector held off: a
+    collection between the two reads (parsing smaps allocates) may finalise an unreachable
+    secret of an earlier test, whose release unlocks a page the kernel was just seen to
+    lock, and the two views would disagree about a moment neither describes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        kernel, listed = kernel_locked_pages(arena), set(arena.locked_pages())
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert kernel == listed, {
+        "locked, not listed": sorted(kernel - listed), "listed, not locked": sorted(listed - kernel)
+    }
 
 
 def close_checked(secret: SecureBytes, expected: bytes, failures: list[str], who: str) -> None:

@@ -471,15 +471,6 @@ def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable(idle_thre
 THREADS = """
 import json, sys, threading
 from securemem import Enclave, _enclave
-BROKEN = sys.argv[1] == "broken"
-if BROKEN:  # what a per-operation protect without a count would do
-    real_decrypt = _enclave._decrypt_into
-    def decrypt_then_close_the_key(key, *args):
-        try:
-            real_decrypt(key, *args)
-        finally:
-            _enclave._KEY.key.protect("noaccess")
-    _enclave._decrypt_into = decrypt_then_close_the_key
 sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
 failures, done = [], [0] * 4
 def work(index):
@@ -502,17 +493,57 @@ print(json.dumps({"failures": failures, "done": done, "users": _enclave._KEY.use
 
 
 def test_threads_seal_and_open_at_once() -> None:
-    result = run_python(THREADS, "counted")
+    result = run_python(THREADS)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(
         '{"failures": [], "done": [600, 600, 600, 600], "users": 0, "protection": "noaccess"}'
     )
 
 
-def test_the_thread_test_catches_a_key_closed_under_another_thread() -> None:
-    # Without the count, one thread's re-protect faults another mid-operation: the
-    # test above would see the same crash if the count were wrong.
-    result = run_python(THREADS, "broken")
+# The interleaving the count exists for, driven step by step: thread A holds the key (as
+# inside a seal or open), thread B opens an enclave and finishes, then A reads the key.
+OVERLAP = """
+import json, sys, threading
+from securemem import Enclave, _enclave
+if sys.argv[1] == "broken":  # what a per-operation protect without a count would do
+    real_decrypt = _enclave._decrypt_into
+    def decrypt_then_close_the_key(key, *args):
+        try:
+            real_decrypt(key, *args)
+        finally:
+            _enclave._KEY.key.protect("noaccess")
+    _enclave._decrypt_into = decrypt_then_close_the_key
+enclave = Enclave(b"opened by the other thread")
+a_holds, b_done, seen = threading.Event(), threading.Event(), []
+def hold_the_key(view):  # inside the gate, as a seal or open is
+    a_holds.set()
+    b_done.wait()
+    seen.append(len(bytes(view)))  # faults if B's release made the page unreadable
+def a():
+    gate, _ = _enclave._KEY.current(None)
+    gate.call(hold_the_key)
+def b():
+    a_holds.wait()
+    with enclave.open() as secret:
+        seen.append(secret == b"opened by the other thread")
+    b_done.set()
+threads = [threading.Thread(target=a), threading.Thread(target=b)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"seen": seen, "users": _enclave._KEY.users,
+                  "protection": _enclave._KEY.key.protection}))
+"""
+
+
+def test_a_key_in_use_stays_readable_when_another_thread_finishes_with_it() -> None:
+    result = run_python(OVERLAP, "counted")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"seen": [True, 32], "users": 0, "protection": "noaccess"}
+
+
+def test_the_overlap_test_catches_a_key_closed_under_another_thread() -> None:
+    # The control: without the count, B's release protects the page while A still reads it.
+    result = run_python(OVERLAP, "broken")
     assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stdout)
 
 

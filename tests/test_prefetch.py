@@ -271,22 +271,26 @@ def test_regions_prepared_ahead_give_way_to_a_secret_at_the_limit() -> None:
     # by the first secret, one waiting); a 300 KiB secret (bigger than a region: mapped and
     # locked for itself) no longer fits beside them.
     # Prefetch is for speed: its regions are given back and the secret is locked.
+    # prepared_range() waits for the worker's lock of the waiting region, so the big secret
+    # always meets both regions locked (it never races the worker).
     result = run_json(
         """
         import json
         from securemem import Arena, SecureBytes, _procfs
         arena = Arena(prefetch=True)
         small = SecureBytes(64, arena=arena)
+        prepared = arena.prefetcher.prepared_range()
         ahead = _procfs.process_locked_bytes()
         big = SecureBytes(300 * 1024, arena=arena)
         stats = arena.stats()
-        print(json.dumps({"ahead": ahead, "unlocked": stats.unlocked_bytes,
+        print(json.dumps({"prepared": prepared, "ahead": ahead, "unlocked": stats.unlocked_bytes,
                           "locked": stats.locked_bytes, "vmlck": _procfs.process_locked_bytes(),
                           "counters": arena.prefetcher.counters(),
                           "intact": big == bytes(300 * 1024) and small == bytes(64)}))
         """,
         memlock=640 * 1024,
     )
+    assert result["prepared"] is not None, "the worker should have locked a region ahead"
     assert result["ahead"] > 300 * 1024, "the worker should have locked ahead first"
     assert result["unlocked"] == 0 and result["intact"]
     assert result["locked"] == result["vmlck"] >= 300 * 1024
@@ -297,25 +301,32 @@ def test_requests_while_the_worker_lingers_need_no_wake_up_and_a_sleeping_one_is
     # another CPU; right after a job the worker keeps looking at its queue for a while, so a
     # steady growth asks for regions without waking it. After a long pause it sleeps, and
     # the next request must wake it (or the arena would wait for nothing).
+    # The test drives the lingering through the core's private hooks, not the clock: the
+    # worker lingers for as long as the steady growth takes (a busy machine may stall this
+    # thread for longer than the real 50 ms), then sleeps at once, and the test waits until
+    # it is asleep before it grows again.
     result = run_json(
         """
-        import json, time
-        from securemem import Arena, SecureBytes
+        import json
+        from securemem import Arena, SecureBytes, _core
+        _core._set_prefetch_linger(1 << 30)
         arena = Arena(prefetch=True)
         per_region = arena.region_pages * arena.page_size // 2048
         secrets = [SecureBytes(2048, arena=arena) for _ in range(6 * per_region)]
         steady = dict(arena.prefetcher.counters())
-        time.sleep(0.5)  # ten times the worker's lingering
+        _core._set_prefetch_linger(0)
+        asleep = _core._wait_for_prefetch_worker_asleep()
         secrets += [SecureBytes(2048, arena=arena) for _ in range(4 * per_region)]
         after = arena.prefetcher.counters()
         intact = all(secret == bytes(2048) for secret in secrets)
         for secret in secrets:
             secret.close()
-        print(json.dumps({"steady": steady, "after": after, "intact": intact}))
+        print(json.dumps({"steady": steady, "asleep": asleep, "after": after, "intact": intact}))
         """,
         memlock=8 << 20,
     )
     steady, after = result["steady"], result["after"]
+    assert result["asleep"], "the worker was not running when it should have been asleep"
     assert steady["adopted"] >= 5 and steady["started"] >= 6
     assert steady["woken"] == 0, steady
     assert after["woken"] >= 1 and after["adopted"] >= steady["adopted"] + 3, after

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from typing import Any
 
 from securemem import SecureBytes, SecureBytesClosedError
@@ -48,7 +47,12 @@ def _close_and_allocate(
 
 
 def close_race(operation: str, guarded: bool, rounds: int) -> dict[str, Any]:
-    """Rounds of: this thread loops ``operation``, another closes the secret and allocates."""
+    """Rounds of: this thread loops ``operation``, another closes the secret and allocates.
+
+    The closer is let go only once the loop has run an operation, and the loop runs until
+    an operation is refused: every round's close lands while this thread is operating, on
+    any machine however busy (where in an operation is the switch interval's choice).
+    """
     sys.setswitchinterval(1e-6)
     corrupted = foreign_reads = refused = 0
     for _ in range(rounds):
@@ -60,11 +64,10 @@ def close_race(operation: str, guarded: bool, rounds: int) -> dict[str, Any]:
             target=_close_and_allocate, args=(victim, others, started, guarded)
         )
         closer.start()
-        started.set()
         try:
-            for _ in range(2000):
+            while True:
                 foreign_reads += _operate(victim, operation)
-            victim.close()  # the closer was slower than the whole loop: no race this round
+                started.set()
         except SecureBytesClosedError:
             refused += 1
         closer.join()
@@ -182,11 +185,12 @@ def fork_while_another_thread_allocates(prefetch: bool) -> dict[str, Any]:
     """
     from securemem import Arena
 
-    stop = threading.Event()
+    stop, churned = threading.Event(), threading.Event()
 
     def churn() -> None:
         arena = Arena(prefetch=True, region_pages=4) if prefetch else None
         while not stop.is_set():
+            churned.set()
             secret = SecureBytes(bytes([MINE]) * SIZE, arena=arena)
             secret.wipe()
             secret.close()
@@ -199,7 +203,10 @@ def fork_while_another_thread_allocates(prefetch: bool) -> dict[str, Any]:
     failures: list[str] = []
     try:
         for _ in range(40):
-            time.sleep(0.002)
+            # each fork after another round of the churn began: the thread is in the allocator
+            # or about to be, not yet to start or already stopped
+            churned.wait()
+            churned.clear()
             pid = os.fork()
             if pid == 0:  # the child: one allocation round trip, bounded by an alarm
                 code = 1

@@ -212,21 +212,6 @@ def test_getpass_accepts_exactly_max_size_bytes(marker: Marker) -> None:
         assert child.result() == {"length": marker.length, "matches": True, "found": ""}
 
 
-def test_os_read_would_leave_a_fresh_bytes_object_per_key_press() -> None:
-    # Why getpass uses os.readv: os.read allocates a new bytes object to read into, even for
-    # one byte, instead of returning CPython's cached one-byte objects. If this ever fails,
-    # update docs/secrets-in-and-out.md.
-    read_end, write_end = os.pipe()
-    try:
-        os.write(write_end, b"a")
-        got = os.read(read_end, 1)
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-    assert got == b"a"
-    assert got is not b"a"[:1]  # b"a"[:1] is the cached singleton
-
-
 def test_random_is_written_only_into_locked_memory() -> None:
     assert_only_in_and_gone_after_close(SecureBytes.random(32))
 

@@ -219,6 +219,7 @@ void sm_after_fork_child(void);
 void sm_release_free_everywhere(void);
 
 /* prefetch.c */
+int sm_prefetch_init(PyObject *module);
 void sm_prefetch_after_fork_child(void);
 int sm_jobs_start(size_t length, size_t page, sm_job_state **into, int count, int *woke,
                   sm_job_state **spares, int *nspare);

@@ -5,7 +5,8 @@ static int registered_fork_hook = 0;
 
 static int core_exec(PyObject *module) {
     if (sm_arena_type_init(module) < 0 || sm_secret_type_init(module) < 0 ||
-        sm_purge_init(module) < 0 || sm_read_gate_init(module) < 0)
+        sm_purge_init(module) < 0 || sm_read_gate_init(module) < 0 ||
+        sm_prefetch_init(module) < 0)
         return -1;
     if (!registered_fork_hook) {
         /* In a forked child every parent secret reports closed (the generation goes

@@ -8,6 +8,7 @@
    atomic store; the arena reads it without waiting. */
 #include "core.h"
 
+#include <limits.h>
 #include <time.h>
 
 
@@ -30,6 +31,12 @@ static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
 static sm_job_state *queue_head = NULL, *queue_tail = NULL;
 static int worker_running = 0;
 static int worker_asleep = 0; /* waiting with no deadline: a job must signal it */
+/* LINGER_LOOKS, except in the tests (_set_prefetch_linger): a test of "a lingering worker
+   needs no wake-up" cannot depend on the allocating thread never being descheduled for
+   LINGER_LOOKS milliseconds, nor one of "a sleeping worker is woken" on a pause being long
+   enough. Read and written under the queue lock. */
+static int linger_looks = LINGER_LOOKS;
+static pthread_cond_t asleep_cond = PTHREAD_COND_INITIALIZER; /* the worker fell asleep */
 
 
 /* A job (new, or a spare the worker and the arena are done with) made ready for a
@@ -131,12 +138,13 @@ static void *worker(void *unused) {
     pthread_mutex_lock(&queue_mutex);
     for (;;) {
         for (int looks = 0; queue_head == NULL; looks++) {
-            if (looks < LINGER_LOOKS) {
+            if (looks < linger_looks) {
                 struct timespec deadline;
                 linger_until(&deadline);
                 pthread_cond_timedwait(&queue_cond, &queue_mutex, &deadline);
             } else {
                 worker_asleep = 1;
+                pthread_cond_broadcast(&asleep_cond);
                 pthread_cond_wait(&queue_cond, &queue_mutex);
                 worker_asleep = 0;
             }
@@ -156,6 +164,7 @@ static void *worker(void *unused) {
 void sm_prefetch_after_fork_child(void) {
     pthread_mutex_init(&queue_mutex, NULL);
     pthread_cond_init(&queue_cond, NULL);
+    pthread_cond_init(&asleep_cond, NULL);
     queue_head = queue_tail = NULL; /* the parent's jobs: left, never run here */
     worker_running = worker_asleep = 0;
 }
@@ -240,3 +249,51 @@ void sm_job_wait(sm_job_state *job) {
         pthread_cond_wait(&job->done, &job->mutex);
     pthread_mutex_unlock(&job->mutex);
 }
+
+
+/* Test hooks (private: securemem._core._set_prefetch_linger and
+   _wait_for_prefetch_worker_asleep), so that tests of the lingering drive it instead of
+   guessing at timings. */
+static PyObject *set_prefetch_linger(PyObject *module, PyObject *argument) {
+    (void)module;
+    if (!PyLong_Check(argument)) {
+        PyErr_SetString(PyExc_TypeError, "_set_prefetch_linger takes an int (a number of looks)");
+        return NULL;
+    }
+    long looks = PyLong_AsLong(argument);
+    if (looks < 0 || looks > INT_MAX) {
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError,
+                            "_set_prefetch_linger takes a number of looks, an int from 0");
+        }
+        return NULL;
+    }
+    pthread_mutex_lock(&queue_mutex);
+    linger_looks = (int)looks;
+    pthread_cond_signal(&queue_cond); /* a lingering worker counts again now */
+    pthread_mutex_unlock(&queue_mutex);
+    Py_RETURN_NONE;
+}
+
+static PyObject *wait_for_worker_asleep(PyObject *module, PyObject *unused) {
+    (void)module;
+    (void)unused;
+    int running;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&queue_mutex);
+    while (worker_running && !worker_asleep)
+        pthread_cond_wait(&asleep_cond, &queue_mutex);
+    running = worker_running;
+    pthread_mutex_unlock(&queue_mutex);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(running);
+}
+
+static PyMethodDef prefetch_functions[] = {
+    {"_set_prefetch_linger", set_prefetch_linger, METH_O, NULL},
+    {"_wait_for_prefetch_worker_asleep", wait_for_worker_asleep, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int sm_prefetch_init(PyObject *module) { return PyModule_AddFunctions(module, prefetch_functions); }
