@@ -140,17 +140,7 @@ def mapping_name(address: int) -> str:
 # The control for every "nothing on the stack" test: native code of the tests' own that copies
 # a needle into its frame and returns without wiping it, as native code handling a secret does.
 # A scan that finds this copy can find such leftovers; one that does not proves nothing.
-_LEAVE_ON_STACK = """
-#include <stddef.h>
-void leave_on_stack(const unsigned char *needle, size_t length, size_t depth) {
-    /* The needle at the frame's bottom, depth bytes of frame above it: it lies about
-       length + depth bytes below the caller's stack pointer. volatile: the stores stay. */
-    volatile unsigned char frame[length + depth];
-    for (size_t i = 0; i < length; i++)
-        frame[i] = needle[i];
-    frame[length + depth - 1] = 0;
-}
-"""
+_LEAVE_ON_STACK = Path(__file__).with_name("leave_on_stack.c")
 _MAX_DEPTH = 60 * 1024
 
 
@@ -160,10 +150,10 @@ def _stack_helper() -> Any:
     ffi = FFI()
     ffi.cdef("void leave_on_stack(const unsigned char *, size_t, size_t);")
     with tempfile.TemporaryDirectory(prefix="securemem-stackview-") as directory:
-        source, library = Path(directory) / "leave.c", Path(directory) / "leave.so"
-        source.write_text(_LEAVE_ON_STACK, encoding="ascii")
+        library = Path(directory) / "leave_on_stack.so"
         subprocess.run(
-            ["cc", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+            ["cc", "-O1", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o", str(library),
+             str(_LEAVE_ON_STACK)],
             check=True,
             capture_output=True,
         )
