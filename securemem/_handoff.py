@@ -72,6 +72,9 @@ def secret_file(secret: SecureBytes, *, name: str = "securemem-secret") -> Itera
     nothing there, and leaving the block in the child touches nothing of the parent's.
     Descriptors that the reading library opened on the path are its own, and a child
     inherits those like any other (they stay readable until that library closes them).
+    While the block runs, a process allowed to inspect this one (the same user, a forked
+    child included) can reopen the file as ``/proc/PID/fd/N``, as it could read this
+    process's memory; :func:`securemem.disable_core_dumps` shuts both out.
     Where the system cannot give one of these guarantees the call raises, rather than
     hand out a weaker file. Otherwise the file is readable by this process only through
     the path, and by anyone who could read this process's memory anyway (same user,

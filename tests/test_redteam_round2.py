@@ -6,11 +6,19 @@ fix beside it; the attacks that held are listed in the round's report.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from securemem import Arena, SecureBytes, purge
 from securemem._binding import ffi
 from securemem.testing import SimulatedKernel
+
+from .conftest import child_env
 
 MARK = b"M" * 32
 
@@ -51,3 +59,72 @@ def test_a_guarded_secret_written_through_a_view_after_its_close_is_wiped_before
     view[:] = MARK  # the writer, still inside its export
     view.release()
     assert kernel.left_at_unmap == [bytes(len(MARK))], "the pages went back holding the write"
+
+
+# A child forked inside a secret_file block: its inherited descriptor is closed, but the
+# parent's descriptor table is still there to reopen, as /proc/PARENT/fd/N. The kernel lets
+# in whoever may inspect the parent (ptrace read access); the documented bound is that this
+# reaches no one who could not read the parent's memory anyway, and no one at all once
+# disable_core_dumps() made the process undumpable.
+REOPEN_THROUGH_PARENT = """
+import json, os, sys
+import securemem
+from securemem import SecureBytes
+TEXT = b"reopened-through-the-parent-fd!!"
+if sys.argv[1] == "hardened":
+    securemem.disable_core_dumps()
+key = SecureBytes(TEXT)
+address = key.address
+with securemem.secret_file(key) as path:
+    number = path.rsplit("/", 1)[1]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        parent = os.getppid()
+        report = {}
+        try:
+            with open(f"/proc/{parent}/fd/{number}", "rb") as file:
+                report["file"] = file.read() == TEXT
+        except OSError:
+            report["file"] = False
+        try:
+            with open(f"/proc/{parent}/mem", "rb") as memory:
+                memory.seek(address)
+                report["memory"] = memory.read(len(TEXT)) == TEXT
+        except OSError:
+            report["memory"] = False
+        os.write(write_end, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        report = json.loads(reader.read())
+    os.waitpid(pid, 0)
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfd: Linux only")
+@pytest.mark.parametrize("process", ["default", "hardened"])
+def test_a_forked_child_reopens_the_secret_file_only_where_it_could_read_the_parent(
+    process: str,
+) -> None:
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root may inspect any process: drop what lets it
+        capsh = shutil.which("capsh")
+        if capsh is None:
+            pytest.skip("root without capsh cannot run as an ordinary user here")
+        prefix = [capsh, "--drop=cap_sys_ptrace", "--", "-c", 'exec "$0" "$@"']
+    result = subprocess.run(
+        [*prefix, sys.executable, "-c", REOPEN_THROUGH_PARENT, process],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if process == "hardened":
+        assert report == {"file": False, "memory": False}, report
+    else:
+        assert not report["file"] or report["memory"], "the file reaches a child the memory does not"
