@@ -127,4 +127,4 @@ def test_a_forked_child_reopens_the_secret_file_only_where_it_could_read_the_par
     if process == "hardened":
         assert report == {"file": False, "memory": False}, report
     else:
-        assert not report["file"] or report["memory"], "the file reaches a child the memory does not"
+        assert not report["file"] or report["memory"], "the file reaches past the memory"
