@@ -128,3 +128,23 @@ def test_a_forked_child_reopens_the_secret_file_only_where_it_could_read_the_par
         assert report == {"file": False, "memory": False}, report
     else:
         assert not report["file"] or report["memory"], "the file reaches past the memory"
+
+
+def test_overlapping_slice_assignment_on_a_subclass_runs_none_of_its_code_on_the_copy() -> None:
+    # The temporary that an overlapping strided assignment copies through is securemem's
+    # own: a subclass's finaliser never sees (or keeps alive) a copy of the secret it did
+    # not make.
+    finalised: list[bytes] = []
+
+    class Key(SecureBytes):
+        def __del__(self) -> None:
+            finalised.append(b"closed" if self.closed else bytes(self))
+
+    key = Key(bytes(range(16)))
+    expected = bytearray(range(16))
+    expected[::-1] = memoryview(expected)
+    with key.view() as view:
+        key[::-1] = view
+    assert finalised == [], "the subclass's __del__ ran on a copy of the secret"
+    assert key == bytes(expected)
+    key.close()
