@@ -109,6 +109,7 @@ ffibuilder.cdef(
                             int *failed_step);
     int sm_secret_file_close(int fd, void *mapping, size_t size);
     int sm_secret_file_count(void);
+    int sm_secret_file_wipe_all(void);
     """
 )
 

@@ -14,11 +14,11 @@ import sys
 
 import pytest
 
-from securemem import Arena, SecureBytes, purge
+from securemem import Arena, SecureBytes, purge, secret_file
 from securemem._binding import ffi
 from securemem.testing import SimulatedKernel
 
-from .conftest import child_env
+from .conftest import child_env, run_json
 
 MARK = b"M" * 32
 
@@ -148,3 +148,49 @@ def test_overlapping_slice_assignment_on_a_subclass_runs_none_of_its_code_on_the
     assert finalised == [], "the subclass's __del__ ran on a copy of the secret"
     assert key == bytes(expected)
     key.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfd: Linux only")
+def test_purge_zeroes_the_file_of_a_secret_file_block_still_running() -> None:
+    # secret_file's copy is the secret's too: after an emergency wipe the path must not
+    # read it back (it read the whole key before).
+    text = b"read back after the purge? never"
+    key = SecureBytes(text)
+    with secret_file(key) as path:
+        purge()
+        assert key.closed
+        with open(path, "rb") as file:
+            assert file.read() == bytes(len(text)), "the purge left the file's copy"
+
+
+# A descriptor number alone names nothing for long (a forked child reuses the numbers its
+# fork closed): closing must name the file as it was made, mapping and size included, or
+# touch nothing (before, it wiped and unmapped whatever mapping it was given).
+MISMATCHED_CLOSE = """
+import json
+from securemem._binding import ffi, lib
+def make(text):
+    mapping, failed = ffi.new("void **"), ffi.new("int *")
+    fd = lib.sm_secret_file_open(b"t", text, len(text), mapping, failed)
+    assert fd >= 0, failed[0]
+    return fd, mapping[0]
+first_fd, first_map = make(b"first file, 32 bytes of secret!!")
+second_fd, second_map = make(b"second file, its own 32 bytes!!!")
+refused = lib.sm_secret_file_close(first_fd, second_map, 32)
+still = bytes(ffi.buffer(ffi.cast("char *", second_map), 32))
+ok = [lib.sm_secret_file_close(first_fd, first_map, 32),
+      lib.sm_secret_file_close(second_fd, second_map, 32)]
+print(json.dumps({"refused": refused, "second": still.decode(), "closed": ok,
+                  "left": lib.sm_secret_file_count()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfd: Linux only")
+def test_closing_a_secret_file_with_another_files_mapping_touches_nothing() -> None:
+    result = run_json(MISMATCHED_CLOSE)
+    assert result == {
+        "refused": -1,
+        "second": "second file, its own 32 bytes!!!",
+        "closed": [0, 0],
+        "left": 0,
+    }, result

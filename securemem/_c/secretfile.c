@@ -17,7 +17,13 @@
 static pthread_mutex_t files_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t files_hook_once = PTHREAD_ONCE_INIT;
 static int files_hook_failed = 0;
-static int files[SM_FILE_TABLE];
+/* every file made here and not yet closed, with its mapping (NULL for an empty file) */
+typedef struct {
+    int fd;
+    void *mapping;
+    size_t size;
+} sm_file;
+static sm_file files[SM_FILE_TABLE];
 static int nfiles = 0;
 
 static void files_prepare(void) { pthread_mutex_lock(&files_mutex); }
@@ -27,7 +33,7 @@ static void files_parent(void) { pthread_mutex_unlock(&files_mutex); }
    came. The forking thread holds the mutex (prepare), so it may unlock it. */
 static void files_child(void) {
     for (int i = 0; i < nfiles; i++)
-        close(files[i]);
+        close(files[i].fd);
     nfiles = 0;
     pthread_mutex_unlock(&files_mutex);
 }
@@ -37,12 +43,13 @@ static void files_install_hook(void) {
         files_hook_failed = 1;
 }
 
-static void files_forget(int fd) {
+/* The entry of the file made as (fd, mapping, size), or -1: a descriptor number alone
+   could be another file's by now. */
+static int files_find(int fd, void *mapping, size_t size) {
     for (int i = 0; i < nfiles; i++)
-        if (files[i] == fd) {
-            files[i] = files[--nfiles];
-            return;
-        }
+        if (files[i].fd == fd && files[i].mapping == mapping && files[i].size == size)
+            return i;
+    return -1;
 }
 
 #if defined(__linux__) && defined(SYS_memfd_create) && defined(MADV_DONTDUMP) && \
@@ -114,7 +121,10 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
         }
         memcpy(pages, data, size);
     }
-    files[nfiles++] = fd;
+    files[nfiles].fd = fd;
+    files[nfiles].mapping = pages;
+    files[nfiles].size = size;
+    nfiles++;
     *mapping = pages;
     result = fd;
 done:
@@ -137,10 +147,8 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
    process. */
 int sm_secret_file_close(int fd, void *mapping, size_t size) {
     pthread_mutex_lock(&files_mutex);
-    int listed = 0;
-    for (int i = 0; i < nfiles; i++)
-        listed |= files[i] == fd;
-    if (!listed) {
+    int entry = files_find(fd, mapping, size);
+    if (entry < 0) {
         pthread_mutex_unlock(&files_mutex);
         errno = EBADF;
         return -1;
@@ -150,10 +158,26 @@ int sm_secret_file_close(int fd, void *mapping, size_t size) {
         sm_unlock(mapping, size);
         munmap(mapping, size);
     }
-    files_forget(fd);
+    files[entry] = files[--nfiles];
     close(fd);
     pthread_mutex_unlock(&files_mutex);
     return 0;
+}
+
+/* securemem.purge(): zero every file's pages now. The descriptors and mappings stay (the
+   block that made each still closes it): after a purge the path reads zeros, like the
+   secret it was copied from. A file being made meanwhile is listed only once its copy
+   is in, under the mutex: it is either wiped here or made after this purge. */
+int sm_secret_file_wipe_all(void) {
+    pthread_mutex_lock(&files_mutex);
+    int wiped = 0;
+    for (int i = 0; i < nfiles; i++)
+        if (files[i].mapping != NULL && files[i].size > 0) {
+            sm_wipe(files[i].mapping, files[i].size);
+            wiped++;
+        }
+    pthread_mutex_unlock(&files_mutex);
+    return wiped;
 }
 
 int sm_secret_file_count(void) {

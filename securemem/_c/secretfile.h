@@ -17,5 +17,7 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
                         int *failed_step);
 int sm_secret_file_close(int fd, void *mapping, size_t size);
 int sm_secret_file_count(void);
+/* securemem.purge(): zero the pages of every open file; returns how many had any. */
+int sm_secret_file_wipe_all(void);
 
 #endif /* SECUREMEM_SECRETFILE_H */
