@@ -194,3 +194,49 @@ def test_closing_a_secret_file_with_another_files_mapping_touches_nothing() -> N
         "closed": [0, 0],
         "left": 0,
     }, result
+
+
+# __buffer__ (Python 3.12+) of a full length but over other memory: the codec would write
+# the decoded secret into a bytearray and hand back a secret of zeros.
+REDIRECTED_BUFFER = """
+import json
+from securemem import SecureBytes
+spare = bytearray(64)
+class Redirect(SecureBytes):
+    __slots__ = ()
+    def __buffer__(self, flags):
+        return memoryview(spare)[: len(self)]
+outcomes = []
+for run in (lambda: Redirect.from_hex("41" * 16),
+            lambda: Redirect.from_base64("QUFBQUFBQUFBQUFBQUFBQQ=="),
+            lambda: Redirect(b"A" * 16).to_hex()):
+    try:
+        run()
+        outcomes.append("returned")
+    except TypeError:
+        outcomes.append("refused")
+print(json.dumps({"outcomes": outcomes, "spare": spare.hex()}))
+"""
+
+
+def test_a_result_class_whose_buffer_is_other_memory_of_the_right_length_is_refused() -> None:
+    from tests.test_redteam_reentrancy import _newer_python
+
+    from .conftest import REPO
+
+    python = sys.executable if sys.version_info >= (3, 12) else _newer_python()
+    if python is None:
+        pytest.skip("needs Python >= 3.12 that imports securemem: set SECUREMEM_NEWER_PYTHON")
+    run = subprocess.run(
+        [python, "-c", REDIRECTED_BUFFER],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["outcomes"] == ["refused"] * 3, result
+    assert result["spare"] == "00" * 64, "the codec wrote the secret into ordinary memory"
