@@ -240,3 +240,60 @@ def test_a_result_class_whose_buffer_is_other_memory_of_the_right_length_is_refu
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["outcomes"] == ["refused"] * 3, result
     assert result["spare"] == "00" * 64, "the codec wrote the secret into ordinary memory"
+
+
+# lock_memory runs user code after the lock and before the handle exists: a kernel's lock()
+# (here: it forks once, the lock taken), a signal handler, a finaliser. A child forked there
+# must get an inert handle, as one inherited after the handle existed is; before, the
+# handle took the child's generation and its release unlocked the child's own lock.
+FORK_INSIDE_LOCK = """
+import json, mmap, os
+from securemem import lock_memory
+from securemem._kernel import NativeKernel
+def locked_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmLck"):
+            return int(line.split()[1])
+forked = []
+class ForkingOnce(NativeKernel):
+    def lock(self, address, length):
+        super().lock(address, length)
+        if not forked:
+            forked.append(os.fork())
+kernel = ForkingOnce()
+buffer = mmap.mmap(-1, 4096)
+read_end, write_end = os.pipe()
+handle = lock_memory(buffer, kernel=kernel)
+if forked[0] == 0:
+    report = {"inherited_released": handle.released}
+    own = lock_memory(buffer, kernel=kernel)
+    report["own"] = locked_kb()
+    try:
+        handle.release()
+        report["after_inherited_release"] = locked_kb()
+    except Exception as error:
+        report["error"] = type(error).__name__
+    own.release()
+    report["end"] = locked_kb()
+    os.write(write_end, json.dumps(report).encode())
+    os._exit(0)
+os.close(write_end)
+with os.fdopen(read_end, "rb") as reader:
+    child = json.loads(reader.read())
+os.waitpid(forked[0], 0)
+parent = {"held": not handle.released, "locked": locked_kb()}
+handle.release()
+parent["end"] = locked_kb()
+print(json.dumps({"child": child, "parent": parent}))
+"""
+
+
+def test_a_fork_inside_lock_memory_gives_the_child_an_inert_handle() -> None:
+    result = run_json(FORK_INSIDE_LOCK)
+    assert result["child"] == {
+        "inherited_released": True,
+        "own": 4,
+        "after_inherited_release": 4,
+        "end": 0,
+    }, result
+    assert result["parent"] == {"held": True, "locked": 4, "end": 0}, result
