@@ -164,22 +164,23 @@ def test_purge_zeroes_the_file_of_a_secret_file_block_still_running() -> None:
 
 
 # A descriptor number alone names nothing for long (a forked child reuses the numbers its
-# fork closed): closing must name the file as it was made, mapping and size included, or
+# fork closed): closing must name the file as it was made (mapping, size and serial), or
 # touch nothing (before, it wiped and unmapped whatever mapping it was given).
 MISMATCHED_CLOSE = """
 import json
 from securemem._binding import ffi, lib
 def make(text):
-    mapping, failed = ffi.new("void **"), ffi.new("int *")
-    fd = lib.sm_secret_file_open(b"t", text, len(text), mapping, failed)
+    mapping, serial, failed = ffi.new("void **"), ffi.new("unsigned long long *"), ffi.new("int *")
+    fd = lib.sm_secret_file_open(b"t", text, len(text), mapping, serial, failed)
     assert fd >= 0, failed[0]
-    return fd, mapping[0]
-first_fd, first_map = make(b"first file, 32 bytes of secret!!")
-second_fd, second_map = make(b"second file, its own 32 bytes!!!")
-refused = lib.sm_secret_file_close(first_fd, second_map, 32)
+    return fd, mapping[0], serial[0]
+first_fd, first_map, first_serial = make(b"first file, 32 bytes of secret!!")
+second_fd, second_map, second_serial = make(b"second file, its own 32 bytes!!!")
+refused = [lib.sm_secret_file_close(first_fd, second_map, 32, first_serial),
+           lib.sm_secret_file_close(first_fd, first_map, 32, second_serial)]
 still = bytes(ffi.buffer(ffi.cast("char *", second_map), 32))
-ok = [lib.sm_secret_file_close(first_fd, first_map, 32),
-      lib.sm_secret_file_close(second_fd, second_map, 32)]
+ok = [lib.sm_secret_file_close(first_fd, first_map, 32, first_serial),
+      lib.sm_secret_file_close(second_fd, second_map, 32, second_serial)]
 print(json.dumps({"refused": refused, "second": still.decode(), "closed": ok,
                   "left": lib.sm_secret_file_count()}))
 """
@@ -189,7 +190,7 @@ print(json.dumps({"refused": refused, "second": still.decode(), "closed": ok,
 def test_closing_a_secret_file_with_another_files_mapping_touches_nothing() -> None:
     result = run_json(MISMATCHED_CLOSE)
     assert result == {
-        "refused": -1,
+        "refused": [-1, -1],
         "second": "second file, its own 32 bytes!!!",
         "closed": [0, 0],
         "left": 0,
@@ -297,3 +298,56 @@ def test_a_fork_inside_lock_memory_gives_the_child_an_inert_handle() -> None:
         "end": 0,
     }, result
     assert result["parent"] == {"held": True, "locked": 4, "end": 0}, result
+
+
+# The block of a secret_file made in the parent ends in a child forked after the file was
+# made (here: a subclass's view() forks as the copy is done) while the child has a file of
+# its own under the same descriptor number, at the same address, of the same size. Before,
+# the inherited block's end closed (wiped, unmapped) the child's own file.
+FORK_AFTER_THE_FILE_IS_MADE = """
+import json, os
+from securemem import SecureBytes, secret_file
+forked = []
+class ForkingView:
+    def __init__(self, view):
+        self.view = view
+    def __enter__(self):
+        return self.view.__enter__()
+    def __exit__(self, *exc):
+        self.view.__exit__(*exc)
+        if not forked:
+            forked.append(os.fork())
+class Key(SecureBytes):
+    def view(self):
+        return ForkingView(super().view())
+read_end, write_end = os.pipe()
+inherited = secret_file(Key(b"the parent's secret, 32 bytes!!!"))
+path = inherited.__enter__()
+if forked[0] == 0:
+    report = {}
+    with secret_file(SecureBytes(b"the child's own secret, 32 bytes")) as own:
+        report["same_path"] = own == path
+        inherited.__exit__(None, None, None)
+        try:
+            with open(own, "rb") as file:
+                report["own"] = file.read().decode()
+        except OSError:
+            report["own"] = "gone"
+    os.write(write_end, json.dumps(report).encode())
+    os._exit(0)
+os.close(write_end)
+with os.fdopen(read_end, "rb") as reader:
+    child = json.loads(reader.read())
+os.waitpid(forked[0], 0)
+with open(path, "rb") as file:
+    parent = file.read().decode()
+inherited.__exit__(None, None, None)
+print(json.dumps({"child": child, "parent": parent}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfd: Linux only")
+def test_a_secret_file_block_ending_in_a_child_leaves_the_childs_own_file() -> None:
+    result = run_json(FORK_AFTER_THE_FILE_IS_MADE)
+    assert result["child"]["own"] == "the child's own secret, 32 bytes", result
+    assert result["parent"] == "the parent's secret, 32 bytes!!!", result

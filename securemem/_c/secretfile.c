@@ -22,9 +22,14 @@ typedef struct {
     int fd;
     void *mapping;
     size_t size;
+    unsigned long long serial;
 } sm_file;
 static sm_file files[SM_FILE_TABLE];
 static int nfiles = 0;
+/* Names each file for good: a forked child goes on counting from its parent's count, so
+   a file it makes never has the serial of one its parent made, even where the
+   descriptor number, the mapping's address and the size all repeat. */
+static unsigned long long serials = 0;
 
 static void files_prepare(void) { pthread_mutex_lock(&files_mutex); }
 static void files_parent(void) { pthread_mutex_unlock(&files_mutex); }
@@ -43,11 +48,12 @@ static void files_install_hook(void) {
         files_hook_failed = 1;
 }
 
-/* The entry of the file made as (fd, mapping, size), or -1: a descriptor number alone
-   could be another file's by now. */
-static int files_find(int fd, void *mapping, size_t size) {
+/* The entry of the file made as (fd, mapping, size, serial), or -1: a descriptor number
+   (even with its mapping) could be another file's by now. */
+static int files_find(int fd, void *mapping, size_t size, unsigned long long serial) {
     for (int i = 0; i < nfiles; i++)
-        if (files[i].fd == fd && files[i].mapping == mapping && files[i].size == size)
+        if (files[i].fd == fd && files[i].mapping == mapping && files[i].size == size &&
+            files[i].serial == serial)
             return i;
     return -1;
 }
@@ -68,10 +74,10 @@ static int fail(int step, int *failed_step, int fd, void *mapping, size_t size) 
 }
 
 int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
-                        int *failed_step) {
+                        unsigned long long *serial, int *failed_step) {
     *mapping = NULL;
     *failed_step = 0;
-    if (name == NULL || (data == NULL && size > 0) || mapping == NULL) {
+    if (name == NULL || (data == NULL && size > 0) || mapping == NULL || serial == NULL) {
         *failed_step = SM_FILE_CREATE;
         errno = EINVAL;
         return -1;
@@ -124,6 +130,7 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
     files[nfiles].fd = fd;
     files[nfiles].mapping = pages;
     files[nfiles].size = size;
+    files[nfiles].serial = *serial = ++serials;
     nfiles++;
     *mapping = pages;
     result = fd;
@@ -133,8 +140,8 @@ done:
 }
 #else
 int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
-                        int *failed_step) {
-    (void)name; (void)data; (void)size;
+                        unsigned long long *serial, int *failed_step) {
+    (void)name; (void)data; (void)size; (void)serial;
     *mapping = NULL;
     *failed_step = SM_FILE_CREATE;
     errno = ENOSYS;
@@ -145,9 +152,9 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
 /* Zero the file's pages (closing a memfd frees them without clearing), then let go of
    the mapping and the descriptor. Only for what sm_secret_file_open returned in this
    process. */
-int sm_secret_file_close(int fd, void *mapping, size_t size) {
+int sm_secret_file_close(int fd, void *mapping, size_t size, unsigned long long serial) {
     pthread_mutex_lock(&files_mutex);
-    int entry = files_find(fd, mapping, size);
+    int entry = files_find(fd, mapping, size, serial);
     if (entry < 0) {
         pthread_mutex_unlock(&files_mutex);
         errno = EBADF;
