@@ -257,11 +257,23 @@ def _output(secret: SecureBytesBase, length: int) -> Any:
 
 def _made(secret: _Secret) -> _Secret:
     """What the caller's class made for the result: a secret, or the codec would write the
-    decoded bytes into ordinary memory."""
+    decoded bytes into ordinary memory.
+
+    Its buffer must be its own memory too: a class that overrides ``__buffer__`` (Python
+    3.12 and later) may export any memory of the right length, a ``bytearray`` say, and
+    the codec would write the secret there while the secret itself stays zeros.
+    """
     if not isinstance(secret, SecureBytesBase):
         raise TypeError(
             f"the class made a {type(secret).__name__}, not a SecureBytes: the codec writes "
             "only into a SecureBytes"
+        )
+    exporter = getattr(type(secret), "__buffer__", None)
+    if exporter is not getattr(SecureBytesBase, "__buffer__", None):
+        secret.close()
+        raise TypeError(
+            f"{type(secret).__name__} overrides __buffer__: the codec writes only into a "
+            "SecureBytes's own memory, which only SecureBytes's own buffer exports"
         )
     return secret
 

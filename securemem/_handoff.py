@@ -20,7 +20,7 @@ import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from securemem._binding import ffi, fork_generation, lib
+from securemem._binding import ffi, lib
 from securemem._errors import KernelError, SecureMemoryError
 from securemem._kernel import kernel_failure
 from securemem._securebytes import SecureBytes
@@ -72,6 +72,9 @@ def secret_file(secret: SecureBytes, *, name: str = "securemem-secret") -> Itera
     nothing there, and leaving the block in the child touches nothing of the parent's.
     Descriptors that the reading library opened on the path are its own, and a child
     inherits those like any other (they stay readable until that library closes them).
+    While the block runs, a process allowed to inspect this one (the same user, a forked
+    child included) can reopen the file as ``/proc/PID/fd/N``, as it could read this
+    process's memory; :func:`securemem.disable_core_dumps` shuts both out.
     Where the system cannot give one of these guarantees the call raises, rather than
     hand out a weaker file. Otherwise the file is readable by this process only through
     the path, and by anyone who could read this process's memory anyway (same user,
@@ -89,20 +92,22 @@ def secret_file(secret: SecureBytes, *, name: str = "securemem-secret") -> Itera
         raise ValueError("secret_file() name must have no NUL byte and at most 249 bytes")
     with secret.view() as source:  # raises SecureBytesClosedError for a closed secret
         mapping = ffi.new("void **")
+        serial = ffi.new("unsigned long long *")
         failed = ffi.new("int *")
         # The export is held for the copy: a purge elsewhere wipes the secret but
         # cannot free its memory under this view.
         descriptor = lib.sm_secret_file_open(
-            encoded, ffi.from_buffer(source), source.nbytes, mapping, failed
+            encoded, ffi.from_buffer(source), source.nbytes, mapping, serial, failed
         )
         if descriptor < 0:
             raise _refusal(failed[0], ffi.errno, source.nbytes)
         pages, size = mapping[0], source.nbytes
-    generation = fork_generation()
     try:
         yield f"/proc/self/fd/{descriptor}"
     finally:
-        # In a child forked inside the block, the descriptor was closed at the fork and
-        # the mapping never came: there is nothing of ours to touch.
-        if fork_generation() == generation:
-            lib.sm_secret_file_close(descriptor, pages, size)
+        # The native table decides whose file this is, by a serial no other file of this
+        # process or its children shares. In a child forked inside the block (or anywhere
+        # after the file was made: user code runs between, in a subclass's view() say),
+        # the descriptor was closed at the fork and the mapping never came: nothing of
+        # the child's is touched, even a file of its own with the same number and address.
+        lib.sm_secret_file_close(descriptor, pages, size, serial[0])

@@ -73,12 +73,12 @@ class LockedMemory:
 
     __slots__ = ("__weakref__", "_address", "_generation", "_kernel", "_length", "_view")
 
-    def __init__(self, view: memoryview, address: int, kernel: Kernel) -> None:
+    def __init__(self, view: memoryview, address: int, kernel: Kernel, generation: int) -> None:
         self._view: memoryview | None = view
         self._address = address
         self._length = view.nbytes
         self._kernel = kernel
-        self._generation = fork_generation()  # the process that holds the lock
+        self._generation = generation  # the process that took the lock
 
     @property
     def address(self) -> int:
@@ -169,6 +169,9 @@ def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
         view = view.cast("B")
     address = int(ffi.cast("uintptr_t", ffi.from_buffer(view))) if view.nbytes else 0
     length = view.nbytes
+    # Before the lock: user code runs between the lock and the handle (a kernel's lock(),
+    # a signal handler, a finaliser), and a child forked there did not take the lock.
+    generation = fork_generation()
     if length:
         # every live arena's mappings (the native core's one registry of arenas)
         for base, size in all_arena_ranges():
@@ -180,7 +183,7 @@ def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
                 )
         with _table_lock:
             _table(kernel).acquire(address, length)
-    return LockedMemory(view, address, kernel)
+    return LockedMemory(view, address, kernel, generation)
 
 
 def locked_pages(kernel: Kernel | None = None) -> dict[int, int]:

@@ -106,9 +106,10 @@ ffibuilder.cdef(
     static const int SM_FILE_TABLE_FULL;
 
     int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
-                            int *failed_step);
-    int sm_secret_file_close(int fd, void *mapping, size_t size);
+                            unsigned long long *serial, int *failed_step);
+    int sm_secret_file_close(int fd, void *mapping, size_t size, unsigned long long serial);
     int sm_secret_file_count(void);
+    int sm_secret_file_wipe_all(void);
     """
 )
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 
 from securemem import _enclave
-from securemem._binding import purge_secrets, release_free_pages
+from securemem._binding import lib, purge_secrets, release_free_pages
 
 __all__ = ["PurgeOnExit", "purge", "purge_on_exit"]
 
@@ -54,9 +54,11 @@ def purge() -> int:
     from a destructor (``__del__``, a weakref callback) that runs while secrets are being
     deallocated: a purge releases their memory and never takes a reference to them.
     Memory you locked yourself with :func:`~securemem.lock_memory` is yours and is
-    left as it is.
+    left as it is. Files of :func:`~securemem.secret_file` blocks still running are
+    zeroed (their paths read zeros until the block ends).
     """
     closed = purge_secrets()
+    lib.sm_secret_file_wipe_all()  # secret_file's copies: the paths read zeros from here
     _enclave.forget_key_if_purged()
     release_free_pages()  # the key's page, unmapped when its view went just now
     return closed

@@ -17,8 +17,19 @@
 static pthread_mutex_t files_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t files_hook_once = PTHREAD_ONCE_INIT;
 static int files_hook_failed = 0;
-static int files[SM_FILE_TABLE];
+/* every file made here and not yet closed, with its mapping (NULL for an empty file) */
+typedef struct {
+    int fd;
+    void *mapping;
+    size_t size;
+    unsigned long long serial;
+} sm_file;
+static sm_file files[SM_FILE_TABLE];
 static int nfiles = 0;
+/* Names each file for good: a forked child goes on counting from its parent's count, so
+   a file it makes never has the serial of one its parent made, even where the
+   descriptor number, the mapping's address and the size all repeat. */
+static unsigned long long serials = 0;
 
 static void files_prepare(void) { pthread_mutex_lock(&files_mutex); }
 static void files_parent(void) { pthread_mutex_unlock(&files_mutex); }
@@ -27,7 +38,7 @@ static void files_parent(void) { pthread_mutex_unlock(&files_mutex); }
    came. The forking thread holds the mutex (prepare), so it may unlock it. */
 static void files_child(void) {
     for (int i = 0; i < nfiles; i++)
-        close(files[i]);
+        close(files[i].fd);
     nfiles = 0;
     pthread_mutex_unlock(&files_mutex);
 }
@@ -37,12 +48,14 @@ static void files_install_hook(void) {
         files_hook_failed = 1;
 }
 
-static void files_forget(int fd) {
+/* The entry of the file made as (fd, mapping, size, serial), or -1: a descriptor number
+   (even with its mapping) could be another file's by now. */
+static int files_find(int fd, void *mapping, size_t size, unsigned long long serial) {
     for (int i = 0; i < nfiles; i++)
-        if (files[i] == fd) {
-            files[i] = files[--nfiles];
-            return;
-        }
+        if (files[i].fd == fd && files[i].mapping == mapping && files[i].size == size &&
+            files[i].serial == serial)
+            return i;
+    return -1;
 }
 
 #if defined(__linux__) && defined(SYS_memfd_create) && defined(MADV_DONTDUMP) && \
@@ -61,10 +74,10 @@ static int fail(int step, int *failed_step, int fd, void *mapping, size_t size) 
 }
 
 int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
-                        int *failed_step) {
+                        unsigned long long *serial, int *failed_step) {
     *mapping = NULL;
     *failed_step = 0;
-    if (name == NULL || (data == NULL && size > 0) || mapping == NULL) {
+    if (name == NULL || (data == NULL && size > 0) || mapping == NULL || serial == NULL) {
         *failed_step = SM_FILE_CREATE;
         errno = EINVAL;
         return -1;
@@ -114,7 +127,11 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
         }
         memcpy(pages, data, size);
     }
-    files[nfiles++] = fd;
+    files[nfiles].fd = fd;
+    files[nfiles].mapping = pages;
+    files[nfiles].size = size;
+    files[nfiles].serial = *serial = ++serials;
+    nfiles++;
     *mapping = pages;
     result = fd;
 done:
@@ -123,8 +140,8 @@ done:
 }
 #else
 int sm_secret_file_open(const char *name, const void *data, size_t size, void **mapping,
-                        int *failed_step) {
-    (void)name; (void)data; (void)size;
+                        unsigned long long *serial, int *failed_step) {
+    (void)name; (void)data; (void)size; (void)serial;
     *mapping = NULL;
     *failed_step = SM_FILE_CREATE;
     errno = ENOSYS;
@@ -135,12 +152,10 @@ int sm_secret_file_open(const char *name, const void *data, size_t size, void **
 /* Zero the file's pages (closing a memfd frees them without clearing), then let go of
    the mapping and the descriptor. Only for what sm_secret_file_open returned in this
    process. */
-int sm_secret_file_close(int fd, void *mapping, size_t size) {
+int sm_secret_file_close(int fd, void *mapping, size_t size, unsigned long long serial) {
     pthread_mutex_lock(&files_mutex);
-    int listed = 0;
-    for (int i = 0; i < nfiles; i++)
-        listed |= files[i] == fd;
-    if (!listed) {
+    int entry = files_find(fd, mapping, size, serial);
+    if (entry < 0) {
         pthread_mutex_unlock(&files_mutex);
         errno = EBADF;
         return -1;
@@ -150,10 +165,26 @@ int sm_secret_file_close(int fd, void *mapping, size_t size) {
         sm_unlock(mapping, size);
         munmap(mapping, size);
     }
-    files_forget(fd);
+    files[entry] = files[--nfiles];
     close(fd);
     pthread_mutex_unlock(&files_mutex);
     return 0;
+}
+
+/* securemem.purge(): zero every file's pages now. The descriptors and mappings stay (the
+   block that made each still closes it): after a purge the path reads zeros, like the
+   secret it was copied from. A file being made meanwhile is listed only once its copy
+   is in, under the mutex: it is either wiped here or made after this purge. */
+int sm_secret_file_wipe_all(void) {
+    pthread_mutex_lock(&files_mutex);
+    int wiped = 0;
+    for (int i = 0; i < nfiles; i++)
+        if (files[i].mapping != NULL && files[i].size > 0) {
+            sm_wipe(files[i].mapping, files[i].size);
+            wiped++;
+        }
+    pthread_mutex_unlock(&files_mutex);
+    return wiped;
 }
 
 int sm_secret_file_count(void) {

@@ -1062,6 +1062,12 @@ void sm_guarded_views_gone(sm_arena *a, sm_guarded *g) {
         g->closing = 2;
         return;
     }
+    /* A view may have written after the close (another thread's codec or copy, still
+       inside its export when a purge landed): wipe again before the pages go back to the
+       kernel, as a packed slot is wiped before reuse. Pages the close could not make
+       writable are left to the unmap. */
+    if (g->protection == SM_PROT_READWRITE)
+        sm_wipe((void *)g->data_start, g->data_length);
     sm_free(a, KIND_GUARDED, g, 0);
 }
 

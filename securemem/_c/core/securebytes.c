@@ -613,7 +613,9 @@ static int secret_ass_subscript(PyObject *self, PyObject *key, PyObject *value) 
             if (overlaps) {
                 sm_arena *a = s->arena;
                 Py_INCREF((PyObject *)a);
-                temporary = make(Py_TYPE(self), a, (size_t)source.len, 0);
+                /* the base type, never the caller's subclass: a subclass's __del__
+                   would run on (and could keep) a copy it never made */
+                temporary = make(sm_SecretType, a, (size_t)source.len, 0);
                 Py_DECREF((PyObject *)a);
                 if (temporary == NULL) {
                     PyBuffer_Release(&source);
