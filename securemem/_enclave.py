@@ -157,18 +157,31 @@ class _ProcessKey:
 
         ``epoch``: the one an enclave was sealed under (None for a new seal). Changes
         no count: an interrupt anywhere in here leaves nothing to undo.
+
+        Once the key exists this takes no lock: a KeyboardInterrupt can land between a
+        lock's acquire and its release (CPython does not make a ``with`` block atomic
+        against asynchronous exceptions), and a lock left held would hang every later
+        seal and open. Only making the key (first use, after a purge or a fork) locks.
         """
+        self.forget_if_purged()
+        self._check_epoch(epoch)
+        gate, current_epoch = self.gate, self.epoch
+        if gate is not None:
+            return gate, current_epoch
         with self.lock:
             self.forget_if_purged()
-            if epoch is not None and epoch != self.epoch:
-                raise EnclaveError(
-                    "this enclave was sealed under a key this process does not hold: "
-                    f"{self.lost_reason or 'it was sealed by another process'}"
-                )
+            self._check_epoch(epoch)
             if self.gate is None:
                 self._make_key(None)
             assert self.gate is not None
             return self.gate, self.epoch
+
+    def _check_epoch(self, epoch: int | None) -> None:
+        if epoch is not None and epoch != self.epoch:
+            raise EnclaveError(
+                "this enclave was sealed under a key this process does not hold: "
+                f"{self.lost_reason or 'it was sealed by another process'}"
+            )
 
     def forget_if_purged(self) -> None:
         """After :func:`securemem.purge` closed the key: drop it, and with it every
