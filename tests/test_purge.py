@@ -412,6 +412,9 @@ def test_a_signal_purges_then_calls_the_previous_python_handler() -> None:
     seen: list[bool] = []
     secret = SecureBytes(b"held")
     previous = signal.signal(signal.SIGUSR1, lambda n, f: seen.append(secret.closed))
+    # Python's own SIGINT handler, whatever this run inherited: under `&` or nohup SIGINT
+    # starts ignored, and an ignored signal is (rightly) left alone by purge_on_exit.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         purge_on_exit([signal.SIGUSR1])
         signal.raise_signal(signal.SIGUSR1)
@@ -425,6 +428,7 @@ def test_a_signal_purges_then_calls_the_previous_python_handler() -> None:
     finally:
         _purge.PurgeOnExit().undo()
         signal.signal(signal.SIGUSR1, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def test_an_ignored_signal_is_left_alone() -> None:
