@@ -399,6 +399,10 @@ INTERRUPTED_WITH_THREADS = """
 import faulthandler, json, os, signal, sys, threading
 from securemem import Enclave, _enclave, _procfs
 faulthandler.dump_traceback_later(100, exit=True)  # a deadlock fails, with its stacks
+# Started in the background (`&`, nohup, a CI job), this process inherits SIGINT ignored
+# and Python installs no handler: every interrupt would be lost. Ctrl-C as a terminal
+# program gets it is what the test is about.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 IDLE, SWEEPS = int(sys.argv[1]), int(sys.argv[2])
 ENCLAVE = _enclave.__file__
 done = threading.Event()

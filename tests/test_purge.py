@@ -29,8 +29,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -59,12 +60,28 @@ HAVE_SECRETMEM = secretmem_available()[0]
 MARKER = b"PURGE-ME-0123456789abcdefPURGE"
 
 
+# What a program run from a terminal starts with. A run started in the background (`&`,
+# nohup, a CI job) inherits SIGINT, SIGQUIT and SIGHUP ignored, and purge_on_exit rightly
+# leaves ignored signals alone: each test starts from the terminal's handling instead, so
+# its outcome does not depend on how pytest was launched.
+TERMINAL_HANDLING: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int] = {
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGTERM: signal.SIG_DFL,
+    signal.SIGHUP: signal.SIG_DFL,
+    signal.SIGQUIT: signal.SIG_DFL,
+}
+
+
 @pytest.fixture(autouse=True)
 def _no_handlers_left() -> Iterator[None]:
-    before = {n: signal.getsignal(n) for n in _purge.DEFAULT_SIGNALS}
-    yield
-    _purge.PurgeOnExit().undo()
-    assert {n: signal.getsignal(n) for n in _purge.DEFAULT_SIGNALS} == before
+    inherited = {n: signal.signal(n, h) for n, h in TERMINAL_HANDLING.items()}
+    try:
+        yield
+        _purge.PurgeOnExit().undo()
+        assert {n: signal.getsignal(n) for n in TERMINAL_HANDLING} == TERMINAL_HANDLING
+    finally:
+        for number, handler in inherited.items():
+            signal.signal(number, handler)
 
 
 # -- what purge closes ------------------------------------------------------------------
