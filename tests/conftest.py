@@ -6,6 +6,7 @@ import gc
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,48 @@ REPO = Path(__file__).resolve().parent.parent
 def child_env() -> dict[str, str]:
     """The environment for a child Python that imports this checkout's securemem and tests."""
     return dict(os.environ, PYTHONPATH=str(REPO))
+
+
+def newer_python() -> str | None:
+    """An interpreter of Python 3.12 or later that imports this checkout's securemem (the
+    abi3 extension serves it): ``SECUREMEM_NEWER_PYTHON``, or python3.12/3.13/3.14 on PATH."""
+    candidates = [os.environ.get("SECUREMEM_NEWER_PYTHON")]
+    candidates += [shutil.which(f"python3.{minor}") for minor in (12, 13, 14)]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys, securemem; assert sys.version_info >= (3, 12)"],
+            capture_output=True,
+            env=child_env(),
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def run_on_python_312(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child of Python 3.12 or later (``__buffer__`` exists from 3.12): this
+    interpreter when it is one, else :func:`newer_python`'s; skips the calling test when there
+    is none."""
+    python = sys.executable if sys.version_info >= (3, 12) else newer_python()
+    if python is None:
+        pytest.skip(
+            "needs Python >= 3.12 with cffi that imports securemem: set SECUREMEM_NEWER_PYTHON "
+            "(e.g. a venv: python3.12 -m venv /tmp/v312 && /tmp/v312/bin/pip install cffi)"
+        )
+    return subprocess.run(
+        [python, "-c", code],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
 
 
 def run_python(

@@ -316,23 +316,10 @@ def test_a_result_class_whose_buffer_is_shorter_than_the_secret_is_refused() -> 
     # __buffer__ (Python 3.12+) lets a subclass export any memory: a codec that trusted it
     # would write the whole result past the end of a short buffer
     import json
-    import subprocess
 
-    from tests.conftest import REPO, child_env
-    from tests.test_redteam_reentrancy import _newer_python
+    from tests.conftest import run_on_python_312
 
-    python = sys.executable if sys.version_info >= (3, 12) else _newer_python()
-    if python is None:
-        pytest.skip("needs Python >= 3.12 that imports securemem: set SECUREMEM_NEWER_PYTHON")
-    run = subprocess.run(
-        [python, "-c", SHORT_BUFFER],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    run = run_on_python_312(SHORT_BUFFER)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     # to_hex/to_base64 read the source through the same __buffer__ (4 bytes), so they encode

@@ -20,10 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -94,29 +90,6 @@ def test_hook_closing_the_secret_mid_operation_touches_no_other(
 
 
 @functools.cache
-def _newer_python() -> str | None:
-    """An interpreter of Python 3.12 or later that imports this checkout's securemem (the
-    abi3 extension serves it): ``SECUREMEM_NEWER_PYTHON``, or python3.12/3.13/3.14 on PATH."""
-    from tests.conftest import REPO, child_env
-
-    candidates = [os.environ.get("SECUREMEM_NEWER_PYTHON")]
-    candidates += [shutil.which(f"python3.{minor}") for minor in (12, 13, 14)]
-    for candidate in candidates:
-        if not candidate:
-            continue
-        probe = subprocess.run(
-            [candidate, "-c", "import sys, securemem; assert sys.version_info >= (3, 12)"],
-            capture_output=True,
-            env=child_env(),
-            cwd=REPO,
-            timeout=60,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return candidate
-    return None
-
-
 @pytest.mark.parametrize("guarded", [False, True], ids=["packed", "guarded"])
 @pytest.mark.parametrize("operation", ["a[:] = value", "a[::2] = value", "a == value"])
 def test_buffer_export_hook_that_closes_the_secret_touches_no_other(
@@ -124,24 +97,10 @@ def test_buffer_export_hook_that_closes_the_secret_touches_no_other(
 ) -> None:
     """The issue's "the value's buffer export runs user code": ``__buffer__`` exists from
     Python 3.12, so this runs under a newer interpreter when one can import securemem."""
-    from tests.conftest import REPO, child_env
+    from tests.conftest import run_on_python_312
 
-    python = sys.executable if sys.version_info >= (3, 12) else _newer_python()
-    if python is None:
-        pytest.skip(
-            "needs Python >= 3.12 with cffi that imports securemem: set SECUREMEM_NEWER_PYTHON "
-            "(e.g. a venv: python3.12 -m venv /tmp/v312 && /tmp/v312/bin/pip install cffi)"
-        )
     code = child_code(MODULE, "buffer_hook_attack", {"operation": operation, "guarded": guarded})
-    run = subprocess.run(
-        [python, "-c", code],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    run = run_on_python_312(code)
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, f"{describe_exit(run.returncode)}: {run.stderr[-3000:]}"
     result = json.loads(lines[-1][len("RESULT ") :])

@@ -221,22 +221,9 @@ print(json.dumps({"outcomes": outcomes, "spare": spare.hex()}))
 
 
 def test_a_result_class_whose_buffer_is_other_memory_of_the_right_length_is_refused() -> None:
-    from tests.test_redteam_reentrancy import _newer_python
+    from tests.conftest import run_on_python_312
 
-    from .conftest import REPO
-
-    python = sys.executable if sys.version_info >= (3, 12) else _newer_python()
-    if python is None:
-        pytest.skip("needs Python >= 3.12 that imports securemem: set SECUREMEM_NEWER_PYTHON")
-    run = subprocess.run(
-        [python, "-c", REDIRECTED_BUFFER],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    run = run_on_python_312(REDIRECTED_BUFFER)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["outcomes"] == ["refused"] * 3, result
