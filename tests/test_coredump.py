@@ -55,9 +55,10 @@ def _masked(marker: bytes) -> bytes:
 
 
 @contextmanager
-def holder(secret: bytes, control: bytes, backend: str = "anonymous") -> Iterator[tuple[int, ...]]:
-    """A live process holding ``secret`` in securemem and ``control`` in ordinary memory."""
-    code = textwrap.dedent(HOLDER).replace("BACKEND", repr(backend))
+def masked_child(code: str, *markers: bytes) -> Iterator[subprocess.Popen[bytes]]:
+    """A child running ``code``, given each marker on its stdin masked (hex of the bytes xor
+    0x5A, a line each), so no plain copy of a marker exists in it until it unmasks one; on exit
+    its stdin is closed and it is waited for."""
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         stdin=subprocess.PIPE,
@@ -67,15 +68,24 @@ def holder(secret: bytes, control: bytes, backend: str = "anonymous") -> Iterato
     )
     assert process.stdin is not None and process.stdout is not None
     try:
-        process.stdin.write(_masked(secret) + _masked(control))
+        process.stdin.write(b"".join(_masked(marker) for marker in markers))
         process.stdin.flush()
+        yield process
+    finally:
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def holder(secret: bytes, control: bytes, backend: str = "anonymous") -> Iterator[tuple[int, ...]]:
+    """A live process holding ``secret`` in securemem and ``control`` in ordinary memory."""
+    code = textwrap.dedent(HOLDER).replace("BACKEND", repr(backend))
+    with masked_child(code, secret, control) as process:
+        assert process.stdout is not None
         line = process.stdout.readline()
         assert line, "the holder process died before it was ready"
         secret_address, control_address, length = (int(word) for word in line.split())
         yield process.pid, secret_address, control_address, length
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
 
 
 def _gcore(pid: int, directory: Path) -> bytes:

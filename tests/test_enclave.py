@@ -36,7 +36,7 @@ from securemem._binding import ReadGate
 from tests import stackview
 from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
-from tests.test_coredump import _gcore, needs_gcore
+from tests.test_coredump import _gcore, masked_child, needs_gcore
 
 
 def opened(enclave: Enclave) -> bytes:
@@ -654,25 +654,13 @@ def test_a_core_dump_holds_the_ciphertext_but_not_the_secret_or_the_key(
     tmp_path: Path,
 ) -> None:
     secret = os.urandom(32)
-    process = subprocess.Popen(
-        [sys.executable, "-c", SEALER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=child_env(),
-        cwd=REPO,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        process.stdin.write(bytes(b ^ 0x5A for b in secret).hex().encode() + b"\n")
-        process.stdin.flush()
+    with masked_child(SEALER, secret) as process:
+        assert process.stdout is not None
         line = process.stdout.readline().split()
         assert len(line) == 2, "the sealing process died before it was ready"
         ciphertext = bytes.fromhex(line[0].decode())
         key = bytes(b ^ 0x5A for b in bytes.fromhex(line[1].decode()))
         dump = _gcore(process.pid, tmp_path)
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
     assert ciphertext in dump, "the search cannot find the ciphertext: the test is broken"
     assert secret not in dump
     assert key not in dump  # its page is MADV_DONTDUMP, and no AEAD object outlived a seal

@@ -7,8 +7,6 @@ import errno
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,10 +14,10 @@ import pytest
 
 import securemem
 from securemem import SecureBytes, SecureBytesClosedError, _procfs
-from tests.conftest import REPO, child_env, run_json, run_python
+from tests.conftest import run_json, run_python
 from tests.handoff_cases import MAKE_KEYS
 from tests.memscan import Marker
-from tests.test_coredump import _gcore, needs_gcore
+from tests.test_coredump import _gcore, masked_child, needs_gcore
 
 
 @pytest.fixture(scope="module")
@@ -168,23 +166,10 @@ def test_a_core_dump_taken_inside_the_block_holds_no_copy_of_the_secret(
     tmp_path: Path,
 ) -> None:
     secret, control = os.urandom(48), os.urandom(48)
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLDS_A_SECRET_FILE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=child_env(),
-        cwd=REPO,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        for marker in (secret, control):
-            process.stdin.write(bytes(b ^ 0x5A for b in marker).hex().encode() + b"\n")
-        process.stdin.flush()
+    with masked_child(HOLDS_A_SECRET_FILE, secret, control) as process:
+        assert process.stdout is not None
         assert process.stdout.readline().startswith(b"/proc/self/fd/"), "the holder died"
         dump = _gcore(process.pid, tmp_path)
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
     assert control in dump, "the search cannot find ordinary memory: the test is broken"
     assert secret not in dump
 
