@@ -114,11 +114,17 @@ def test_a_forked_child_reopens_the_secret_file_only_where_it_could_read_the_par
         if capsh is None:
             pytest.skip("root without capsh cannot run as an ordinary user here")
         prefix = [capsh, "--drop=cap_sys_ptrace", "--", "-c", 'exec "$0" "$@"']
+    env = child_env()
+    preload = env.pop("LD_PRELOAD", None) if prefix else None
+    if preload:
+        # A sanitizer run preloads its runtime: into the child Python only, not into capsh's
+        # shell (bash does not survive ThreadSanitizer's runtime).
+        prefix = [*prefix, "env", f"LD_PRELOAD={preload}"]
     result = subprocess.run(
         [*prefix, sys.executable, "-c", REOPEN_THROUGH_PARENT, process],
         capture_output=True,
         text=True,
-        env=child_env(),
+        env=env,
         timeout=120,
         check=False,
     )
