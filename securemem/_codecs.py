@@ -108,22 +108,7 @@ def decode_base64_region(
 
 def encode_hex(secret: _Secret, *, arena: ArenaCore | None = None) -> _Secret:
     """Lowercase hex of ``secret``, as ASCII text in a new secret of its class."""
-    with secret.view() as source:
-        size = source.nbytes
-        encoded = _made(type(secret)(2 * size, arena=arena))
-        try:
-            if size:
-                with (
-                    ffi.from_buffer("unsigned char[]", source) as data,
-                    _output(encoded, 2 * size) as out,
-                ):
-                    lib.sm_hex_encode(out, data, size)
-                lib.sm_burn_stack(_STACK_BURN)
-            _check_not_closed(encoded, "hex")
-        except BaseException:
-            encoded.close()
-            raise
-    return encoded
+    return _encode(secret, "hex", lambda size: 2 * size, lib.sm_hex_encode, arena)
 
 
 def encode_base64(
@@ -132,9 +117,25 @@ def encode_base64(
     """Padded base64 of ``secret`` (URL-safe alphabet with ``urlsafe=True``), as ASCII text
     in a new secret of its class."""
     char62, char63 = _alphabet(urlsafe)
+
+    def encoder(out: Any, data: Any, size: int) -> None:
+        lib.sm_base64_encode(out, data, size, char62, char63)
+
+    return _encode(secret, "base64", lib.sm_base64_encoded_length, encoder, arena)
+
+
+def _encode(
+    secret: _Secret,
+    kind: str,
+    encoded_length: Callable[[int], int],
+    encoder: Callable[[Any, Any, int], None],
+    arena: ArenaCore | None,
+) -> _Secret:
+    """``encoder(out, data, size)`` writes the text of ``secret`` into a new secret of its
+    class, ``encoded_length(size)`` bytes long; both buffers held as exports throughout."""
     with secret.view() as source:
         size = source.nbytes
-        length = lib.sm_base64_encoded_length(size)
+        length = encoded_length(size)
         encoded = _made(type(secret)(length, arena=arena))
         try:
             if size:
@@ -142,9 +143,9 @@ def encode_base64(
                     ffi.from_buffer("unsigned char[]", source) as data,
                     _output(encoded, length) as out,
                 ):
-                    lib.sm_base64_encode(out, data, size, char62, char63)
+                    encoder(out, data, size)
                 lib.sm_burn_stack(_STACK_BURN)
-            _check_not_closed(encoded, "base64")
+            _check_not_closed(encoded, kind)
         except BaseException:
             encoded.close()
             raise
