@@ -15,7 +15,9 @@ __all__ = [
     "AllocationError",
     "CanaryError",
     "EnclaveError",
+    "KdfLimitError",
     "KernelError",
+    "KeyFormatError",
     "MemoryLockError",
     "SecureBytesClosedError",
     "SecureMemoryError",
@@ -53,6 +55,17 @@ class SecureBytesClosedError(SecureMemoryError, ValueError):
 class EnclaveError(SecureMemoryError, ValueError):
     """An enclave cannot be opened: its ciphertext was altered, or this process does not
     hold the key it was sealed under (a forked child that was not given the key)."""
+
+
+class KeyFormatError(SecureMemoryError, ValueError):
+    """Key data securemem cannot load: not a private key, a format it does not read, a
+    wrong password, or a damaged file. The message names the format detected and never
+    holds a byte of the key or the password."""
+
+
+class KdfLimitError(KeyFormatError):
+    """A key file asks for more key-derivation work (rounds, iterations, memory) than the
+    limits in force allow; raise them with ``kdf_limits=`` if the file is trusted."""
 
 
 class CanaryError(SecureMemoryError):

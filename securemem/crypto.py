@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
-from securemem import _keys
+from securemem import _keyformats
 from securemem._arena import Arena
 from securemem._fernet import fernet_decrypt, fernet_encrypt
 from securemem._scrub import scrub_after_native
@@ -294,7 +294,7 @@ def load_private_key(
     material when it frees it. What cryptography itself still leaves, per format and
     release: docs/key-formats.md. Errors name the format detected and never hold key bytes.
     """
-    return _keys.load_private_key(
+    return _keyformats.load_private_key(
         data,
         password,
         encoding=encoding,
@@ -323,4 +323,4 @@ def private_key_bytes(
     password is copied into a ``bytes`` object too. Prefer an unencrypted key in locked
     memory (or on an encrypted disk) over an encrypted one whose password leaks.
     """
-    return _keys.private_key_bytes(key, encoding, format, password, arena)
+    return _keyformats.private_key_bytes(key, encoding, format, password, arena)

@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from securemem import SecureBytes, _bignum, _pem, crypto
+from securemem import SecureBytes, crypto
+from securemem._keyformats import _bignum, _pem
 from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import KEY_FILES, assert_within

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from securemem import _bignum, _der
 from securemem._arena import Arena
+from securemem._keyformats import _bignum, _der
 from securemem._securebytes import SecureBytes
 
 _MAGIC = b"openssh-key-v1\x00"

@@ -21,8 +21,8 @@ from typing import Any
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
-from securemem import _pem
 from securemem._arena import Arena
+from securemem._keyformats import _pem
 from securemem._securebytes import SecureBytes
 
 

@@ -1,8 +1,8 @@
 """Private keys in and out of locked memory, in every common format: the logic behind
 :func:`securemem.crypto.load_private_key` and :func:`securemem.crypto.private_key_bytes`.
 
-Format detection and dispatch live here; PEM scanning and base64 in :mod:`securemem._pem`,
-the OpenSSH container in :mod:`securemem._openssh`, DER building in :mod:`securemem._der`.
+Format detection and dispatch live here; each format's reader is a sibling module of this
+package (see :mod:`securemem._keyformats`).
 What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.
 """
 
@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from securemem import _legacypem, _openssh, _pem
 from securemem._arena import Arena
+from securemem._keyformats import _legacypem, _openssh, _pem
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
 

@@ -1,0 +1,30 @@
+"""Private key files in and out of locked memory: one module per format, one entry point.
+
+:func:`load_private_key` and :func:`private_key_bytes` (in :mod:`._dispatch`) detect the
+format and hand the bytes to the module that reads or writes it:
+
+- :mod:`._pem`: PEM blocks and their base64 bodies, decoded into locked memory;
+- :mod:`._legacypem`: OpenSSL's traditional encrypted PEM (``Proc-Type``/``DEK-Info``);
+- :mod:`._openssh`: the ``openssh-key-v1`` container, decrypted in locked memory;
+- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: integers for it.
+
+What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.
+"""
+
+from securemem._keyformats._dispatch import (
+    Encoding,
+    Password,
+    RawAlgorithm,
+    load_private_key,
+    password_view,
+    private_key_bytes,
+)
+
+__all__ = [
+    "Encoding",
+    "Password",
+    "RawAlgorithm",
+    "load_private_key",
+    "password_view",
+    "private_key_bytes",
+]
