@@ -18,11 +18,11 @@ from securemem import _codecs
 from securemem._binding import SecureBytesBase, ffi, lib
 from securemem._kernel import Protection
 from securemem._secretfile import read_secret_file
+from securemem._types import Buffer
 
 if TYPE_CHECKING:
     from securemem._arena import Arena
 
-Buffer = Any  # any object with the buffer protocol (bytes, bytearray, memoryview, SecureBytes)
 
 
 def as_byte_view(data: object) -> memoryview:

@@ -4,7 +4,7 @@ cryptography accepts any buffer-protocol object for keys, plaintexts and key mat
 ``*_into`` methods (``encrypt_into``, ``decrypt_into``, ``derive_into``) write their output into
 a buffer the caller provides. This module hands cryptography memoryviews over
 :class:`~securemem.SecureBytes`, so neither the secret going in nor the secret coming out is
-ever a Python ``bytes`` object. Install with ``pip install securemem[crypto]``.
+ever a Python ``bytes`` object. Install with ``pip install 'securemem[crypto]'``.
 
 After every call into cryptography (constructing the AEAD in :func:`aead`, which expands the
 key; :func:`encrypt`; :func:`decrypt`/:func:`decrypt_into`, also when they raise; :func:`derive`)
@@ -46,16 +46,22 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-
-from securemem import _keys
 from securemem._arena import Arena
-from securemem._fernet import fernet_decrypt, fernet_encrypt
+from securemem._extras import needs_crypto_extra
+from securemem._public import claim_public_names
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import Buffer, SecureBytes, as_byte_view
+from securemem._securebytes import SecureBytes, as_byte_view
+from securemem._types import Buffer
+
+# Without cryptography this import fails with the command that installs it.
+with needs_crypto_extra("securemem.crypto"):
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    from securemem import _keys
+    from securemem._fernet import fernet_decrypt, fernet_encrypt
 
 __all__ = [
     "aead",
@@ -324,3 +330,6 @@ def private_key_bytes(
     memory (or on an encrypted disk) over an encrypted one whose password leaks.
     """
     return _keys.private_key_bytes(key, encoding, format, password, arena)
+
+
+claim_public_names(globals(), __all__, __name__)
