@@ -6,6 +6,7 @@ the API docs show ``securemem.MemoryLockError``, never the private module that d
 
 from __future__ import annotations
 
+import getpass
 import pickle
 import pickletools
 from types import ModuleType
@@ -16,8 +17,13 @@ import securemem
 import securemem.crypto
 from tests.conftest import run_python
 
+# Exported as they are, and named by their own package: securemem must not rename them.
+REEXPORTED = {"GetPassWarning": getpass.GetPassWarning}
 PUBLIC = [
-    (module, name) for module in (securemem, securemem.crypto) for name in module.__all__
+    (module, name)
+    for module in (securemem, securemem.crypto)
+    for name in module.__all__
+    if name not in REEXPORTED
 ]
 
 
@@ -37,6 +43,13 @@ def test_each_public_name_reports_its_public_module(module: ModuleType, name: st
     # A pickle of it names the public path, and loads back to the same object.
     assert _pickled_reference(value) == f"{module.__name__} {name}"
     assert pickle.loads(pickle.dumps(value)) is value
+
+
+def test_a_class_securemem_reexports_keeps_the_name_its_own_package_gives_it() -> None:
+    for name, value in REEXPORTED.items():
+        assert getattr(securemem, name) is value
+        assert value.__module__ == "getpass"
+        assert _pickled_reference(value) == f"getpass {name}"
 
 
 def test_a_slice_of_a_secret_is_the_public_type() -> None:
