@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from securemem._arena import Arena
 from securemem._extras import needs_crypto_extra
@@ -76,6 +76,8 @@ __all__ = [
 ]
 
 AEAD = TypeVar("AEAD")
+# One item, or (AES-SIV) a sequence of items authenticated in order.
+AssociatedData: TypeAlias = Buffer | Sequence[Buffer] | None
 _TAG_LENGTH = 16  # every AEAD in cryptography except AESCCM built with a shorter tag_length
 _BUFFER_SIZE = re.compile(r"buffer must be (\d+) bytes")
 
@@ -116,7 +118,7 @@ def aead(algorithm: type[AEAD], key: SecureBytes, **options: Any) -> AEAD:
 
 
 def _aead_arguments(
-    cipher: _AEADLike, nonce: Buffer | None, associated_data: Any
+    cipher: _AEADLike, nonce: Buffer | None, associated_data: AssociatedData
 ) -> tuple[tuple[Any, ...], Any]:
     """(the arguments before the data, the associated data) for ``*_into``."""
     if isinstance(cipher, AESSIV):
@@ -144,7 +146,7 @@ def encrypt(
     cipher: _AEADLike,
     nonce: Buffer | None,
     plaintext: SecureBytes | Buffer,
-    associated_data: Any = None,
+    associated_data: AssociatedData = None,
     *,
     tag_length: int = _TAG_LENGTH,
 ) -> bytearray:
@@ -172,7 +174,7 @@ def decrypt_into(
     cipher: _AEADLike,
     nonce: Buffer | None,
     data: Buffer,
-    associated_data: Any,
+    associated_data: AssociatedData,
     out: SecureBytes,
 ) -> None:
     """Decrypt ``data`` straight into ``out`` (``len(data) - tag_length`` bytes).
@@ -205,7 +207,7 @@ def decrypt(
     cipher: _AEADLike,
     nonce: Buffer | None,
     data: Buffer,
-    associated_data: Any = None,
+    associated_data: AssociatedData = None,
     *,
     tag_length: int = _TAG_LENGTH,
     arena: Arena | None = None,

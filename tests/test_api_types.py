@@ -81,6 +81,10 @@ def test_what_the_types_reject_raises_type_error_at_run_time() -> None:
         Enclave.take(12345)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Stream().write(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        SecureBytes.from_hex(12)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        securemem.lock_memory(12345)  # type: ignore[arg-type]
     with SecureBytes(4) as secret:
         with pytest.raises(TypeError):
             secret["0"]  # type: ignore[call-overload]
