@@ -22,10 +22,12 @@ from securemem._errors import (
 from securemem._handoff import secret_file
 from securemem._hardening import disable_core_dumps
 from securemem._lockmemory import LockedMemory, lock_memory
+from securemem._public import claim_public_names
 from securemem._purge import PurgeOnExit, purge, purge_on_exit
 from securemem._secretinput import GetPassWarning, InsecureFileWarning, getpass
 from securemem._securebytes import SecureBytes
 from securemem._stream import Stream
+from securemem._version import __version__ as __version__
 
 __all__ = [
     "AllocationError",
@@ -53,9 +55,10 @@ __all__ = [
     "stats",
 ]
 
-__version__ = "0.1.0"
-
 
 def stats() -> ArenaStats:
     """What the default arena holds: locked, mapped and in-use bytes, secrets, limit."""
     return default_arena().stats()
+
+
+claim_public_names(globals(), __all__, __name__)

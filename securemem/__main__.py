@@ -1,4 +1,5 @@
-"""The ``securemem`` command line: ``python -m securemem doctor [--json]``, ``stats``, ``bench``."""
+"""The ``securemem`` command line: ``python -m securemem doctor [--json]``, ``stats``, ``bench``,
+``--version``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import json
 import sys
 from dataclasses import asdict
 
-from securemem import _bench, _doctor, stats
+from securemem import __version__, _bench, _doctor, stats
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; the exit status is 0 when all is well."""
     parser = argparse.ArgumentParser(prog="securemem", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"securemem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser("doctor", help="check that secrets really get locked here")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -71,6 +71,9 @@ class Arena(ArenaCore):
     memfd_secret is missing.
     """
 
+    prefetcher: Prefetcher | NativePrefetcher | None
+    """What locks the next region ahead of need (``prefetch=True``), or None."""
+
     def __init__(
         self,
         *,

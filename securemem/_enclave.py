@@ -63,14 +63,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, cast
 
 from securemem._binding import ReadGate, ffi, lib, purge_count
 from securemem._errors import EnclaveError, SecureBytesClosedError, SecureMemoryError
+from securemem._extras import needs_crypto_extra
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import (
-    Buffer,
-    SecureBytes,
-    as_byte_view,
-    wipe_view,
-    writable_byte_view,
-)
+from securemem._securebytes import SecureBytes, as_byte_view, wipe_view, writable_byte_view
+from securemem._types import Buffer
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
@@ -89,14 +85,9 @@ def _aead() -> tuple[type[AESGCMSIV], type[Exception]]:
     """AES-GCM-SIV and InvalidTag from cryptography, imported on first use (optional)."""
     global _cipher
     if _cipher is None:
-        try:
+        with needs_crypto_extra("securemem.Enclave"):
             from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
-        except ImportError:
-            raise ImportError(
-                "securemem.Enclave encrypts with pyca/cryptography, which is not installed: "
-                "pip install 'securemem[crypto]'"
-            ) from None
         _cipher = (AESGCMSIV, InvalidTag)
     return _cipher
 

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from securemem._arena import Arena
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import Buffer, SecureBytes, as_byte_view
+from securemem._securebytes import SecureBytes, as_byte_view
+from securemem._types import Buffer
 
 _VERSION = 0x80
 _BLOCK = 16
@@ -56,7 +57,7 @@ def _key_halves(key: SecureBytes) -> tuple[memoryview, memoryview]:
     return view[:16], view[16:]
 
 
-def _mac(signing_key: memoryview, data: Buffer) -> hmac.HMAC:
+def _mac(signing_key: memoryview, data: bytearray | memoryview) -> hmac.HMAC:
     mac = hmac.HMAC(signing_key, hashes.SHA256())
     mac.update(data)
     return mac

@@ -18,11 +18,11 @@ import contextlib
 import threading
 import weakref
 from types import TracebackType
-from typing import Any
 
 from securemem._binding import all_arena_ranges, ffi, fork_generation
 from securemem._kernel import Kernel, NativeKernel
 from securemem._pagelocks import PageLocks
+from securemem._types import Buffer
 
 _tables: weakref.WeakKeyDictionary[Kernel, PageLocks] = weakref.WeakKeyDictionary()
 _table_lock = threading.Lock()  # PageLocks is not thread-safe by itself
@@ -142,7 +142,7 @@ class LockedMemory:
         return f"<LockedMemory {self._length} bytes, {len(self.pages)} pages {state}>"
 
 
-def lock_memory(buffer: Any, *, kernel: Kernel | None = None) -> LockedMemory:
+def lock_memory(buffer: Buffer, *, kernel: Kernel | None = None) -> LockedMemory:
     """Lock the pages under ``buffer`` (any contiguous buffer) into RAM.
 
     Returns a :class:`LockedMemory` handle, usable as a context manager. Pages

@@ -97,14 +97,14 @@ class Prefetcher:
             raise ValueError(f"a prefetched region needs at least 3 pages, got {pages}")
         self.kernel = kernel
         self.pages = pages
-        self.length = pages * kernel.page_size
-        self.low_water = low_water if low_water is not None else max(1, (pages - 2) // 2)
+        self.length: int = pages * kernel.page_size
+        self.low_water: int = low_water if low_water is not None else max(1, (pages - 2) // 2)
         self.wait_seconds = wait_seconds
         self.mode: Literal["aio", "thread"] = "aio" if supports_async_lock(kernel) else "thread"
         self._cond = threading.Condition()
         self._job: _Job | None = None
         self._paused = False
-        self.wiped_on_fork = True  # whether the kernel wipes the last region mapped on fork
+        self.wiped_on_fork: bool = True  # whether the kernel wipes the last region mapped on fork
         self._counts: dict[str, int] = dict.fromkeys(
             ("started", "adopted", "waited", "cancelled", "sync_fallbacks", "failed"), 0
         )
@@ -339,7 +339,7 @@ class NativePrefetcher:
     def __init__(self, arena: _NativeArena, pages: int) -> None:
         self._arena = weakref.ref(arena)  # no cycle: the arena holds this object
         self.pages = pages
-        self.wait_seconds = 1.0  # the native worker is always waited for: mlock returns
+        self.wait_seconds: float = 1.0  # the native worker is always waited for: mlock returns
 
     def counters(self) -> dict[str, int]:
         """How many regions were started, adopted, waited for, failed, ..."""

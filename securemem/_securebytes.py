@@ -12,17 +12,17 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from securemem import _codecs
 from securemem._binding import SecureBytesBase, ffi, lib
 from securemem._kernel import Protection
 from securemem._secretfile import read_secret_file
+from securemem._types import Buffer
 
 if TYPE_CHECKING:
     from securemem._arena import Arena
 
-Buffer = Any  # any object with the buffer protocol (bytes, bytearray, memoryview, SecureBytes)
 
 
 def as_byte_view(data: object) -> memoryview:
@@ -145,7 +145,7 @@ class SecureBytes(SecureBytesBase):
     # -- hex and base64 (the logic is in securemem._codecs) --------------------
 
     @classmethod
-    def from_hex(cls, text: Any, *, arena: Arena | None = None) -> SecureBytes:
+    def from_hex(cls, text: str | Buffer, *, arena: Arena | None = None) -> SecureBytes:
         """Hex text decoded straight into locked memory, in constant time.
 
         ``text`` is a ``str``, a bytes-like object or a SecureBytes; it is read in place
@@ -157,7 +157,7 @@ class SecureBytes(SecureBytesBase):
 
     @classmethod
     def from_base64(
-        cls, text: Any, *, urlsafe: bool = False, arena: Arena | None = None
+        cls, text: str | Buffer, *, urlsafe: bool = False, arena: Arena | None = None
     ) -> SecureBytes:
         """Base64 text decoded straight into locked memory, in constant time.
 

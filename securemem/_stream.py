@@ -19,7 +19,8 @@ from collections import deque
 from typing import Any, NoReturn, SupportsIndex
 
 from securemem._enclave import Enclave, readable_view
-from securemem._securebytes import Buffer, SecureBytes, wipe_view, writable_byte_view
+from securemem._securebytes import SecureBytes, wipe_view, writable_byte_view
+from securemem._types import Buffer
 
 __all__ = ["Stream"]
 

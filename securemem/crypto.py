@@ -4,7 +4,7 @@ cryptography accepts any buffer-protocol object for keys, plaintexts and key mat
 ``*_into`` methods (``encrypt_into``, ``decrypt_into``, ``derive_into``) write their output into
 a buffer the caller provides. This module hands cryptography memoryviews over
 :class:`~securemem.SecureBytes`, so neither the secret going in nor the secret coming out is
-ever a Python ``bytes`` object. Install with ``pip install securemem[crypto]``.
+ever a Python ``bytes`` object. Install with ``pip install 'securemem[crypto]'``.
 
 After every call into cryptography (constructing the AEAD in :func:`aead`, which expands the
 key; :func:`encrypt`; :func:`decrypt`/:func:`decrypt_into`, also when they raise; :func:`derive`)
@@ -44,18 +44,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-
-from securemem import _keyformats
 from securemem._arena import Arena
-from securemem._fernet import fernet_decrypt, fernet_encrypt
+from securemem._extras import needs_crypto_extra
+from securemem._public import claim_public_names
 from securemem._scrub import scrub_after_native
-from securemem._securebytes import Buffer, SecureBytes, as_byte_view
+from securemem._securebytes import SecureBytes, as_byte_view
+from securemem._types import Buffer
+
+# Without cryptography this import fails with the command that installs it.
+with needs_crypto_extra("securemem.crypto"):
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    from securemem import _keyformats
+    from securemem._fernet import fernet_decrypt, fernet_encrypt
 
 __all__ = [
     "aead",
@@ -70,6 +76,8 @@ __all__ = [
 ]
 
 AEAD = TypeVar("AEAD")
+# One item, or (AES-SIV) a sequence of items authenticated in order.
+AssociatedData: TypeAlias = Buffer | Sequence[Buffer] | None
 _TAG_LENGTH = 16  # every AEAD in cryptography except AESCCM built with a shorter tag_length
 _BUFFER_SIZE = re.compile(r"buffer must be (\d+) bytes")
 
@@ -110,7 +118,7 @@ def aead(algorithm: type[AEAD], key: SecureBytes, **options: Any) -> AEAD:
 
 
 def _aead_arguments(
-    cipher: _AEADLike, nonce: Buffer | None, associated_data: Any
+    cipher: _AEADLike, nonce: Buffer | None, associated_data: AssociatedData
 ) -> tuple[tuple[Any, ...], Any]:
     """(the arguments before the data, the associated data) for ``*_into``."""
     if isinstance(cipher, AESSIV):
@@ -138,7 +146,7 @@ def encrypt(
     cipher: _AEADLike,
     nonce: Buffer | None,
     plaintext: SecureBytes | Buffer,
-    associated_data: Any = None,
+    associated_data: AssociatedData = None,
     *,
     tag_length: int = _TAG_LENGTH,
 ) -> bytearray:
@@ -166,7 +174,7 @@ def decrypt_into(
     cipher: _AEADLike,
     nonce: Buffer | None,
     data: Buffer,
-    associated_data: Any,
+    associated_data: AssociatedData,
     out: SecureBytes,
 ) -> None:
     """Decrypt ``data`` straight into ``out`` (``len(data) - tag_length`` bytes).
@@ -199,7 +207,7 @@ def decrypt(
     cipher: _AEADLike,
     nonce: Buffer | None,
     data: Buffer,
-    associated_data: Any = None,
+    associated_data: AssociatedData = None,
     *,
     tag_length: int = _TAG_LENGTH,
     arena: Arena | None = None,
@@ -324,3 +332,6 @@ def private_key_bytes(
     memory (or on an encrypted disk) over an encrypted one whose password leaks.
     """
     return _keyformats.private_key_bytes(key, encoding, format, password, arena)
+
+
+claim_public_names(globals(), __all__, __name__)

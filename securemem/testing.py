@@ -82,13 +82,13 @@ class AioRequest:
     __slots__ = ("address", "error", "fingerprint", "length", "polls", "returned", "state")
 
     def __init__(self, address: int, length: int, fingerprint: bytes) -> None:
-        self.address = address
-        self.length = length
-        self.fingerprint = fingerprint  # the range's content at enqueue
+        self.address: int = address
+        self.length: int = length
+        self.fingerprint: bytes = fingerprint  # the range's content at enqueue
         self.state: Literal["queued", "done"] = "queued"
-        self.error = errno.EINPROGRESS
-        self.polls = 0
-        self.returned = False  # aio_return was called: the iocb is spent
+        self.error: int = errno.EINPROGRESS
+        self.polls: int = 0
+        self.returned: bool = False  # aio_return was called: the iocb is spent
 
     def __repr__(self) -> str:
         return (

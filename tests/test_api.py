@@ -31,7 +31,7 @@ def test_size_gives_that_many_zero_bytes_in_a_locked_page() -> None:
 
 
 @pytest.mark.parametrize("source", [SECRET, bytearray(SECRET), memoryview(SECRET)])
-def test_buffer_is_copied_in(source: object) -> None:
+def test_buffer_is_copied_in(source: bytes | bytearray | memoryview) -> None:
     with SecureBytes(source) as secret:
         assert len(secret) == len(SECRET)
         assert secret == SECRET
@@ -67,12 +67,12 @@ def test_negative_size_is_a_value_error() -> None:
 @pytest.mark.parametrize("bad", ["text", 1.5, None, object(), True, [1, 2]])
 def test_wrong_types_are_type_errors_that_say_what_is_accepted(bad: object) -> None:
     with pytest.raises(TypeError, match="size \\(int\\) or a bytes-like object"):
-        SecureBytes(bad)
+        SecureBytes(bad)  # type: ignore[arg-type]
 
 
 def test_str_error_suggests_encoding_without_echoing_the_text() -> None:
     with pytest.raises(TypeError) as info:
-        SecureBytes("my password")
+        SecureBytes("my password")  # type: ignore[arg-type]
     assert "my password" not in str(info.value)
     assert "encode" in str(info.value)
 
@@ -111,13 +111,13 @@ def test_bad_index_and_value_errors_do_not_echo_values() -> None:
             secret[0] = 4242
         assert "4242" not in str(info.value)
         with pytest.raises(TypeError):
-            secret[0] = b"x"
+            secret[0] = b"x"  # type: ignore[call-overload]
         with pytest.raises(TypeError):
-            secret["0"]  # type: ignore[index]
+            secret["0"]  # type: ignore[call-overload]
         with pytest.raises(ValueError, match="never changes size"):
             secret[0:2] = b"abc"
         with pytest.raises(TypeError, match="bytes-like"):
-            secret[0:2] = "ab"
+            secret[0:2] = "ab"  # type: ignore[call-overload]
 
 
 def test_view_is_writable_and_shares_memory() -> None:

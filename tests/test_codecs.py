@@ -365,9 +365,9 @@ def test_empty_text_is_an_empty_secret() -> None:
 def test_other_types_raise_type_error_naming_them() -> None:
     for text in (None, 12, ["00"], 1.5):
         with pytest.raises(TypeError, match=type(text).__name__):
-            SecureBytes.from_hex(text)
+            SecureBytes.from_hex(text)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=type(text).__name__):
-            SecureBytes.from_base64(text)
+            SecureBytes.from_base64(text)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="urlsafe must be True or False"):
         SecureBytes.from_base64("AA==", urlsafe=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="contiguous"):

@@ -150,11 +150,11 @@ def test_take_wipes_a_securebytes_and_leaves_it_open() -> None:
     [b"immutable bytes", memoryview(bytearray(b"read-only view!")).toreadonly()],
     ids=["bytes", "readonly-memoryview"],
 )
-def test_take_refuses_a_source_it_cannot_wipe(source: object) -> None:
-    before = memoryview(source).tobytes()  # type: ignore[arg-type]
+def test_take_refuses_a_source_it_cannot_wipe(source: bytes | memoryview) -> None:
+    before = memoryview(source).tobytes()
     with pytest.raises(TypeError, match="cannot be wiped"):
         Enclave.take(source)
-    assert memoryview(source).tobytes() == before  # type: ignore[arg-type]
+    assert memoryview(source).tobytes() == before
 
 
 # -- what an enclave refuses ------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_equality_hash_and_pickle_refuse() -> None:
 @pytest.mark.parametrize("bad", ["text", 32, None, 1.5])
 def test_a_non_buffer_is_refused_by_name(bad: object) -> None:
     with pytest.raises(TypeError, match=type(bad).__name__):
-        Enclave(bad)
+        Enclave(bad)  # type: ignore[arg-type]
 
 
 def test_a_closed_securebytes_cannot_be_sealed() -> None:

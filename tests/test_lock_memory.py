@@ -193,7 +193,7 @@ def test_numpy_array() -> None:
 
 def test_refusals_are_explained() -> None:
     with pytest.raises(TypeError, match="buffer protocol"):
-        lock_memory(42)
+        lock_memory(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="C-contiguous"):
         lock_memory(memoryview(bytearray(100))[::2])
     with SecureBytes(32) as secret, pytest.raises(ValueError, match="locked already"):

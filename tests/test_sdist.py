@@ -16,17 +16,17 @@ import os
 import subprocess
 import sys
 import tarfile
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import securemem
 from securemem.testing import unprivileged_command
 from tests.conftest import REPO
 
-PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-VERSION: str = PROJECT["version"]
+# The version is written once, in securemem/_version.py; this checkout's is the one expected.
+VERSION = securemem.__version__
 
 
 def _clean_env() -> dict[str, str]:
@@ -144,7 +144,16 @@ def test_console_script_is_installed_and_bench_says_where_benchmarks_are(
 
 
 def test_version_matches_the_changelog(venv: Path, tmp_path: Path) -> None:
-    version = _run([str(venv), "-c", "import securemem; print(securemem.__version__)"], tmp_path)
-    assert version.stdout.strip() == VERSION  # the project's own, from pyproject.toml
+    # What the package says and what pip recorded from the sdist's metadata: the same number.
+    version = _run(
+        [
+            str(venv),
+            "-c",
+            "import importlib.metadata, securemem; "
+            "print(securemem.__version__, importlib.metadata.version('securemem'))",
+        ],
+        tmp_path,
+    )
+    assert version.stdout.split() == [VERSION, VERSION]
     changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
     assert f"## [{VERSION}] - " in changelog

@@ -134,7 +134,7 @@ def test_write_leaves_a_securebytes_as_it_was() -> None:
     [b"secret", memoryview(b"secret"), memoryview(bytearray(b"s-e-c-r-e-t-"))[::2]],
     ids=["bytes", "readonly-memoryview", "strided"],
 )
-def test_write_refuses_a_source_it_cannot_wipe(source: object) -> None:
+def test_write_refuses_a_source_it_cannot_wipe(source: bytes | memoryview) -> None:
     stream = Stream()
     with pytest.raises(TypeError, match=r"Stream\.write\(\)"):
         stream.write(source)
@@ -146,9 +146,9 @@ def test_write_and_read_into_refuse_a_non_buffer_by_name(bad: object) -> None:
     stream = Stream()
     stream.write(bytearray(b"kept"))
     with pytest.raises(TypeError, match=type(bad).__name__):
-        stream.write(bad)
+        stream.write(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=type(bad).__name__):
-        stream.read_into(bad)
+        stream.read_into(bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="wiped"):
         stream.read_into(b"read-only")
     assert len(stream) == 4

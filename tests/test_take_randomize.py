@@ -94,7 +94,7 @@ def test_take_refuses_a_read_only_mmap(tmp_path: Any) -> None:
 @pytest.mark.parametrize("bad", ["text", 32, None])
 def test_take_refuses_what_is_not_a_buffer(bad: object) -> None:
     with pytest.raises(TypeError, match=f"not {type(bad).__name__}"):
-        SecureBytes.take(bad)
+        SecureBytes.take(bad)  # type: ignore[arg-type]
 
 
 def test_take_refuses_a_securebytes_and_a_strided_view() -> None:
