@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x255
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem._arena import Arena
-from securemem._keyformats import _legacypem, _openssh, _pem
+from securemem._keyformats import _legacypem, _openssh, _pem, _pkcs12
+from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
 
@@ -71,6 +72,7 @@ def load_private_key(
     encoding: Encoding,
     algorithm: RawAlgorithm | None,
     unsafe_skip_rsa_key_validation: bool,
+    kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
     arena: Arena | None,
 ) -> PrivateKeyTypes:
     if not isinstance(data, SecureBytes):
@@ -92,6 +94,8 @@ def load_private_key(
                 assert algorithm is not None
                 return _load_raw(view, algorithm, secret)
             if encoding == "der" or (encoding == "auto" and _looks_like_der(view)):
+                if _pkcs12.looks_like(view):
+                    return _pkcs12.load(view, secret, kdf_limits)
                 return _guarded(
                     _describe_der(view),
                     lambda: serialization.load_der_private_key(
