@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x255
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem._arena import Arena
-from securemem._keyformats import _legacypem, _openssh, _pem, _pkcs12
+from securemem._errors import KeyFormatError
+from securemem._keyformats import _identify, _legacypem, _openssh, _pem, _pkcs12
 from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
@@ -96,6 +97,8 @@ def load_private_key(
             if encoding == "der" or (encoding == "auto" and _looks_like_der(view)):
                 if _pkcs12.looks_like(view):
                     return _pkcs12.load(view, secret, kdf_limits)
+                if (other := _identify.der_data(view)) is not None:
+                    raise KeyFormatError(other)
                 return _guarded(
                     _describe_der(view),
                     lambda: serialization.load_der_private_key(
@@ -148,7 +151,7 @@ def _load_pem(
             break
         labels.append(block.label)
     else:
-        raise ValueError(_not_a_key(view, labels, encoding))
+        raise KeyFormatError(_not_a_key(view, labels, encoding))
     described = _PRIVATE_LABELS[block.label]
     if block.has_headers:
         return _load_legacy(
@@ -230,8 +233,10 @@ def _legacy_der(
 
 def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:
     if labels:
+        other = _identify.pem(labels)
         return (
-            f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
+            (f"{other}: " if other else "")
+            + f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
             f"key block (one of {', '.join(repr(label) for label in _PRIVATE_LABELS)})"
         )
     if _starts_with(view, b"PuTTY-User-Key-File-"):

@@ -201,7 +201,7 @@ def load(
         # Views of the caller's locked memory: cryptography reads any buffer.
         key, _certificate, _others = pkcs12.load_key_and_certificates(
             view,
-            password if password is not None else b"",  # type: ignore[arg-type]
+            password if password is not None else b"",
         )
     except UnsupportedAlgorithm:
         failure = KeyFormatError(
