@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError
-from securemem._keyformats import _identify, _legacypem, _openssh, _pem, _pkcs12
+from securemem._keyformats import _ecscalar, _identify, _legacypem, _openssh, _pem, _pkcs12
 from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
@@ -101,10 +101,11 @@ def load_private_key(
                     raise KeyFormatError(other)
                 return _guarded(
                     _describe_der(view),
-                    lambda: serialization.load_der_private_key(
+                    lambda: _ecscalar.load_der_private_key(
                         view,
-                        secret,  # type: ignore[arg-type]  # any buffer works
+                        secret,
                         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                        arena=arena,
                     ),
                 )
             return _load_pem(view, secret, unsafe_skip_rsa_key_validation, arena, encoding)
@@ -173,10 +174,11 @@ def _load_pem(
                 )
             return _guarded(
                 described,
-                lambda: serialization.load_der_private_key(
+                lambda: _ecscalar.load_der_private_key(
                     der,
-                    password,  # type: ignore[arg-type]
+                    password,
                     unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                    arena=arena,
                 ),
             )
     finally:
@@ -209,8 +211,11 @@ def _load_legacy(
         with legacy.view() as der:
             return _guarded(
                 described,
-                lambda: serialization.load_der_private_key(
-                    der, None, unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation
+                lambda: _ecscalar.load_der_private_key(
+                    der,
+                    None,
+                    unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                    arena=arena,
                 ),
             )
     finally:
