@@ -40,6 +40,7 @@ _PBES2 = der.oid("1.2.840.113549.1.5.13")
 _PBKDF2 = der.oid("1.2.840.113549.1.5.12")
 _PBMAC1 = der.oid("1.2.840.113549.1.5.14")
 _SCRYPT = der.oid("1.3.6.1.4.1.11591.4.11")
+_ANY_LENGTH = 1 << 40  # where only a header is read: the rest may be cut off
 _NESTING = 4  # safeContentsBag inside safeContentsBag: deeper than any tool writes
 
 
@@ -51,13 +52,14 @@ class Cost:
 
 
 def looks_like(view: memoryview) -> bool:
-    """A PFX: SEQUENCE { INTEGER 3, ContentInfo { data or signedData, ... }, ... }."""
+    """A PFX: SEQUENCE { INTEGER 3, ContentInfo { data or signedData, ... }, ... }. Read from
+    the first bytes only, so that a truncated bundle is still recognised (and refused as one)."""
     try:
-        pfx = der.element(view, 0, view.nbytes)
-        version = der.element(view, pfx.begin, pfx.end)
-        content_info = der.element(view, version.end, pfx.end)
-        content_type = der.element(view, content_info.begin, content_info.end)
-    except der.Malformed:
+        pfx = der.element(view, 0, _ANY_LENGTH)
+        version = der.element(view, pfx.begin, view.nbytes)
+        content_info = der.element(view, version.end, _ANY_LENGTH)
+        content_type = der.element(view, content_info.begin, view.nbytes)
+    except (der.Malformed, IndexError):
         return False
     return (
         pfx.tag == der.SEQUENCE
@@ -185,10 +187,13 @@ def load(
     view: memoryview, password: memoryview | None, limits: _limits.KdfLimits
 ) -> PrivateKeyTypes:
     """The private key of the PFX in ``view``; ``password`` None is the empty password."""
+    malformed: KeyFormatError | None = None
     try:
         found = costs(view)
     except der.Malformed as error:
-        raise KeyFormatError(f"cannot load the private key ({NAME}): {error}") from None
+        malformed = KeyFormatError(f"cannot load the private key ({NAME}): {error}")
+    if malformed is not None:
+        raise malformed  # out here: no chain back to the walk
     for cost in found:
         limit = getattr(limits, cost.parameter)
         _limits.check(f"{NAME} ({cost.where})", cost.parameter, cost.value, limit)
