@@ -161,7 +161,7 @@ def test_a_str_password_is_refused(bundles: Path) -> None:
 def test_a_wrong_or_missing_password_names_pkcs12(
     bundles: Path, name: str, password: bytes | None
 ) -> None:
-    with pytest.raises(KeyFormatError, match="PKCS#12.*wrong or missing password") as raised:
+    with pytest.raises(KeyFormatError, match=r"PKCS#12.*wrong or missing password") as raised:
         load(bundles, name, password)
     assert_holds_no_key_bytes(
         raised.value, (bundles / name).read_bytes(), (bundles / f"{name}.secret").read_bytes()
@@ -293,9 +293,12 @@ def test_a_hostile_edit_is_one_openssl_still_parses(bundles: Path, tmp_path: Pat
         name, path, _new, _where = HOSTILE[case]
         data = replaced((bundles / name).read_bytes(), path, small)
         assert data == (bundles / name).read_bytes()  # the walk found openssl's 2048
-        with SecureBytes(data) as source, password_marker() as marker:
-            with SecureBytes(marker.view()) as password:
-                key = crypto.load_private_key(source, password)
+        with (
+            SecureBytes(data) as source,
+            password_marker() as marker,
+            SecureBytes(marker.view()) as password,
+        ):
+            key = crypto.load_private_key(source, password)
         assert public_der(key) == (bundles / f"{name}.public").read_bytes()
 
 
@@ -303,7 +306,7 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
     # openssl writes 2048 iterations for the MAC, the certificates and the key: 6144 in all.
     with pytest.raises(KdfLimitError, match=r"PKCS#12 \(the MAC\).*2048.*2047"):
         load(bundles, "pkcs12-ec", kdf_limits=KdfLimits(pbkdf2_iterations=2047))
-    with pytest.raises(KdfLimitError, match="all its key derivations together.*6144"):
+    with pytest.raises(KdfLimitError, match=r"all its key derivations together.*6144"):
         load(bundles, "pkcs12-ec", kdf_limits=KdfLimits(pbkdf2_iterations=6143))
     key = load(bundles, "pkcs12-ec", kdf_limits=KdfLimits(pbkdf2_iterations=6144))
     assert public_der(key) == (bundles / "pkcs12-ec.public").read_bytes()
@@ -343,13 +346,16 @@ def test_any_damage_to_a_bundle_gives_a_key_or_a_documented_error(
     damaged = bytearray((bundles / "pkcs12-ec-legacy").read_bytes())
     for _ in range(data.draw(st.integers(1, 4))):
         damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
-    with SecureBytes(damaged) as source, password_marker() as marker:
-        with SecureBytes(marker.view()) as password:
-            try:
-                crypto.load_private_key(source, password)
-            except ValueError as error:  # KeyFormatError, or a damaged DER key's ValueError
-                assert str(error)
-                assert_unchained(error)
+    with (
+        SecureBytes(damaged) as source,
+        password_marker() as marker,
+        SecureBytes(marker.view()) as password,
+    ):
+        try:
+            crypto.load_private_key(source, password)
+        except ValueError as error:  # KeyFormatError, or a damaged DER key's ValueError
+            assert str(error)
+            assert_unchained(error)
 
 
 # -- copies left outside locked memory ------------------------------------------------------
