@@ -48,6 +48,12 @@ PKCS12_FILES: Final = (
     *("pkcs12-ec", "pkcs12-ec-legacy", "pkcs12-rsa", "pkcs12-rsa-legacy"),
     *("pkcs12-ec-empty-password", "pkcs12-ec-nomac", "pkcs12-ec-legacy-nomac"),
 )
+# EC keys whose scalar is not the curve's size (tests/test_keys_ec_scalar.py: puttygen).
+EC_SCALAR_FILES: Final = (
+    *("puttygen-ecdsa256-33", "puttygen-ecdsa384-49", "puttygen-ecdsa521-65"),
+    *("puttygen-ecdsa256-33-password", "pkcs8-ecdsa256-33.der", "pkcs8-ecdsa256-33.pem"),
+    "puttygen-openssh-ecdsa256",
+)
 ENCRYPTED_PKCS8: Final = (
     *("pem-pkcs8-ed25519-password", "pem-pkcs8-ecdsa-password", "der-pkcs8-ec-password"),
 )
@@ -159,6 +165,8 @@ BOUNDS: Final[dict[Path, int]] = {
         for name in PKCS12_FILES
         for path, bound in _moments(f"keys.{name}", key_after=1, password_after=0).items()
     },
+    # tests/test_keys_ec_scalar.py: the scalar is rewritten in locked memory; none left.
+    **{path: 0 for name in EC_SCALAR_FILES for path in _moments(f"keys.{name}", key_after=0)},
 }
 
 WHERE = "tests/copy_bounds.py and the docs that state it (docs/secrets-in-and-out.md)"
