@@ -53,22 +53,28 @@ class Cost:
 
 def looks_like(view: memoryview) -> bool:
     """A PFX: SEQUENCE { INTEGER 3, ContentInfo { data or signedData, ... }, ... }. Read from
-    the first bytes only, so that a truncated bundle is still recognised (and refused as one)."""
+    the first bytes only, so that a truncated bundle, or one in BER, is still recognised (and
+    refused as such by :func:`costs`)."""
     try:
-        pfx = der.element(view, 0, _ANY_LENGTH)
-        version = der.element(view, pfx.begin, view.nbytes)
-        content_info = der.element(view, version.end, _ANY_LENGTH)
-        content_type = der.element(view, content_info.begin, view.nbytes)
+        if view[0] != der.SEQUENCE:
+            return False
+        version = der.element(view, _contents(view, 0), view.nbytes)
+        if version.tag != der.INTEGER or version.size != 1 or view[version.begin] != 3:
+            return False
+        if view[version.end] != der.SEQUENCE:
+            return False
+        content_type = der.element(view, _contents(view, version.end), view.nbytes)
     except (der.Malformed, IndexError):
         return False
-    return (
-        pfx.tag == der.SEQUENCE
-        and version.tag == der.INTEGER
-        and version.size == 1
-        and view[version.begin] == 3
-        and content_info.tag == der.SEQUENCE
-        and (der.is_oid(view, content_type, _DATA) or der.is_oid(view, content_type, _SIGNED_DATA))
-    )
+    return der.is_oid(view, content_type, _DATA) or der.is_oid(view, content_type, _SIGNED_DATA)
+
+
+def _contents(view: memoryview, offset: int) -> int:
+    """Where the contents of the constructed element at ``offset`` start (BER's indefinite
+    length allowed: this only recognises the format)."""
+    if view[offset + 1] == 0x80:
+        return offset + 2
+    return der.element(view, offset, _ANY_LENGTH).begin
 
 
 def costs(view: memoryview) -> list[Cost]:
