@@ -285,10 +285,12 @@ def load_private_key(
 
     ``encoding="auto"`` (the default) finds the first private key in PEM data (PKCS#8 plain
     or encrypted, traditional RSA/EC/DSA, OpenSSH; CRLF, a byte-order mark, text and other
-    blocks such as certificates around it) or takes DER (PKCS#8 or traditional). A raw key
+    blocks such as certificates around it) or takes DER (PKCS#8 or traditional, or the key of
+    a PKCS#12 bundle: ``password=None`` for an empty password). A raw key
     needs ``encoding="raw", algorithm="ed25519"`` (or ``"x25519"``, ``"ed448"``, ``"x448"``).
     ``password`` may be a SecureBytes (best), ``bytes``, ``bytearray`` or ``memoryview``;
-    a ``str`` raises TypeError.
+    a ``str`` raises TypeError. ``kdf_limits`` caps the key-derivation work an encrypted file
+    may ask for; a file above it raises KdfLimitError before anything is derived.
 
     PEM bodies are decoded into locked memory, and OpenSSH keys are decrypted and
     re-encoded in locked memory, before cryptography sees them. The key object then lives in

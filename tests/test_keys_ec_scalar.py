@@ -23,6 +23,7 @@ pytest.importorskip("cryptography")
 from cryptography.hazmat.primitives import serialization
 
 from securemem import SecureBytes, crypto
+from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import EC_SCALAR_FILES, assert_within
 from tests.memscan import Marker
@@ -254,3 +255,17 @@ def test_rewriting_the_scalar_leaves_no_copy_outside_locked_memory(keys: Path, n
     assert scanned.returncode == 0, scanned.stderr
     found = json.loads(scanned.stdout.strip().splitlines()[-1])
     assert_within((f"keys.{name}", "key_after"), found["key_count"], found["key"])
+
+
+@pytest.mark.skipif(
+    not stackview.supported(), reason="reads the stack through /proc on x86-64/AArch64 Linux"
+)
+@pytest.mark.parametrize("name", EC_SCALAR_FILES)
+def test_loading_leaves_no_key_on_the_stack(keys: Path, name: str) -> None:
+    # As tests/test_keys.py checks for every other format: read from a second thread right
+    # after the load, the calling thread's stack holds no copy of the key's secret.
+    with SecureBytes.from_file(keys / f"{name}.secret") as secret:
+        marker = Marker.copy_of(secret.view())
+    with marker, marker.view() as needle:
+        found = stackview.stack_depths_after(lambda: load(keys, name), needle, clean_start=True)
+    assert found == [], f"loading {name} left the key {found} bytes below the stack pointer"

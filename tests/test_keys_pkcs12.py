@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from securemem import SecureBytes, crypto
 from securemem._errors import KdfLimitError, KeyFormatError
 from securemem._keyformats._limits import KdfLimits
+from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import PKCS12_FILES, assert_within
 from tests.memscan import Marker
@@ -322,8 +323,10 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
             lambda data: replaced(data, (*_KEY_BAG, 0, 0), bytes.fromhex("06032a0304")),
             "1.2.3.4, an algorithm securemem does not know",
         ),
+        # BER's indefinite length on the outer SEQUENCE (openssl's is 4 bytes: 30 82 xx xx).
+        (lambda data: b"\x30\x80" + data[4:] + b"\x00\x00", "indefinite length"),
     ],
-    ids=["truncated", "trailing", "unknown-algorithm"],
+    ids=["truncated", "trailing", "unknown-algorithm", "ber"],
 )
 def test_a_damaged_bundle_is_refused_naming_pkcs12(
     bundles: Path, edit: Any, message: str
@@ -420,3 +423,17 @@ def test_what_is_not_a_private_key_says_what_it_is(
     with pytest.raises(KeyFormatError, match=message) as raised:
         load(bundles, name, MARKER if name.startswith("pkcs12") else None)
     assert_unchained(raised.value)
+
+
+@pytest.mark.skipif(
+    not stackview.supported(), reason="reads the stack through /proc on x86-64/AArch64 Linux"
+)
+@pytest.mark.parametrize("name", ["pkcs12-ec", "pkcs12-ec-legacy", "pkcs12-rsa"])
+def test_loading_leaves_no_key_on_the_stack(bundles: Path, name: str) -> None:
+    # As tests/test_keys.py checks for every other format: read from a second thread right
+    # after the load, the calling thread's stack holds no copy of the key's secret.
+    with SecureBytes.from_file(bundles / f"{name}.secret") as secret:
+        marker = Marker.copy_of(secret.view())
+    with marker, marker.view() as needle:
+        found = stackview.stack_depths_after(lambda: load(bundles, name), needle, clean_start=True)
+    assert found == [], f"loading {name} left the key {found} bytes below the stack pointer"
