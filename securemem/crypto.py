@@ -62,6 +62,7 @@ with needs_crypto_extra("securemem.crypto"):
 
     from securemem import _keyformats
     from securemem._fernet import fernet_decrypt, fernet_encrypt
+    from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 
 __all__ = [
     "aead",
@@ -284,6 +285,7 @@ def load_private_key(
     encoding: Literal["auto", "pem", "der", "raw"] = "auto",
     algorithm: Literal["ed25519", "x25519", "ed448", "x448"] | None = None,
     unsafe_skip_rsa_key_validation: bool = False,
+    kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
     arena: Arena | None = None,
 ) -> PrivateKeyTypes:
     """Load a private key held in locked memory, in any common format, with an optional
@@ -291,10 +293,12 @@ def load_private_key(
 
     ``encoding="auto"`` (the default) finds the first private key in PEM data (PKCS#8 plain
     or encrypted, traditional RSA/EC/DSA, OpenSSH; CRLF, a byte-order mark, text and other
-    blocks such as certificates around it) or takes DER (PKCS#8 or traditional). A raw key
+    blocks such as certificates around it) or takes DER (PKCS#8 or traditional, or the key of
+    a PKCS#12 bundle: ``password=None`` for an empty password). A raw key
     needs ``encoding="raw", algorithm="ed25519"`` (or ``"x25519"``, ``"ed448"``, ``"x448"``).
     ``password`` may be a SecureBytes (best), ``bytes``, ``bytearray`` or ``memoryview``;
-    a ``str`` raises TypeError.
+    a ``str`` raises TypeError. ``kdf_limits`` caps the key-derivation work an encrypted file
+    may ask for; a file above it raises KdfLimitError before anything is derived.
 
     PEM bodies are decoded into locked memory, and OpenSSH keys are decrypted and
     re-encoded in locked memory, before cryptography sees them. The key object then lives in
@@ -308,6 +312,7 @@ def load_private_key(
         encoding=encoding,
         algorithm=algorithm,
         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+        kdf_limits=kdf_limits,
         arena=arena,
     )
 

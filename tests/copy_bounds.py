@@ -43,6 +43,17 @@ KEY_FILES: Final = (
     *("der-pkcs8-ec", "der-pkcs8-ec-password", "der-traditional-ec", "der-traditional-rsa"),
     *("raw-ed25519", "raw-x25519", "raw-ed448", "raw-x448"),
 )
+# The PKCS#12 bundles tests/test_keys_pkcs12.py loads (openssl pkcs12 -export).
+PKCS12_FILES: Final = (
+    *("pkcs12-ec", "pkcs12-ec-legacy", "pkcs12-rsa", "pkcs12-rsa-legacy"),
+    *("pkcs12-ec-empty-password", "pkcs12-ec-nomac", "pkcs12-ec-legacy-nomac"),
+)
+# EC keys whose scalar is not the curve's size (tests/test_keys_ec_scalar.py: puttygen).
+EC_SCALAR_FILES: Final = (
+    *("puttygen-ecdsa256-33", "puttygen-ecdsa384-49", "puttygen-ecdsa521-65"),
+    *("puttygen-ecdsa256-33-password", "pkcs8-ecdsa256-33.der", "pkcs8-ecdsa256-33.pem"),
+    "puttygen-openssh-ecdsa256",
+)
 ENCRYPTED_PKCS8: Final = (
     *("pem-pkcs8-ed25519-password", "pem-pkcs8-ecdsa-password", "der-pkcs8-ec-password"),
 )
@@ -98,6 +109,8 @@ BOUNDS: Final[dict[Path, int]] = {
     **_moments("securemem.load_private_key", alive=1, after=0),
     **_moments("securemem.load_private_key_pkcs8_password", after=1, password_after=0),
     **_moments("securemem.load_private_key_openssh_password", after=0, password_after=0),
+    # PKCS#12: OpenSSL decrypts the shrouded key bag as it does encrypted PKCS#8.
+    **_moments("securemem.load_private_key_pkcs12_password", after=1, password_after=0),
     # ssl reads the key only from a path; what OpenSSL keeps of it is OpenSSL's.
     **_moments("ssl.secret_file", key_alive=3, pem_text_alive=1, key_after=2, pem_text_after=1),
     # paramiko with a key object from crypto.load_private_key: OpenSSL's BIGNUMs only.
@@ -147,6 +160,15 @@ BOUNDS: Final[dict[Path, int]] = {
             f"keys.{name}", key_after=1 if name in ENCRYPTED_PKCS8 else 0, password_after=0
         ).items()
     },
+    # tests/test_keys_pkcs12.py: OpenSSL decrypts the shrouded key bag into a buffer it frees
+    # without wiping, as for encrypted PKCS#8 (measured: 1 for P-256, 0 for RSA's p).
+    **{
+        path: bound
+        for name in PKCS12_FILES
+        for path, bound in _moments(f"keys.{name}", key_after=1, password_after=0).items()
+    },
+    # tests/test_keys_ec_scalar.py: the scalar is rewritten in locked memory; none left.
+    **{path: 0 for name in EC_SCALAR_FILES for path in _moments(f"keys.{name}", key_after=0)},
 }
 
 WHERE = "tests/copy_bounds.py and the docs that state it (docs/secrets-in-and-out.md)"

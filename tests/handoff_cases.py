@@ -515,6 +515,11 @@ def case_securemem__load_private_key_openssh_password(keys: Path) -> Counts:
     return _load_with_password(keys, "ed25519-password.openssh")
 
 
+@case
+def case_securemem__load_private_key_pkcs12_password(keys: Path) -> Counts:
+    return _load_with_password(keys, "ed25519-password.p12")
+
+
 # -- ssl --------------------------------------------------------------------------------------
 
 
@@ -882,6 +887,10 @@ cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
         .sign(key, None))
 write("ed25519.crt", cert.public_bytes(s.Encoding.PEM))
+# The key and its certificate as a password-protected PKCS#12 bundle (AES-256, PBKDF2).
+from cryptography.hazmat.primitives.serialization import pkcs12
+write("ed25519-password.p12",
+      pkcs12.serialize_key_and_certificates(b"securemem", key, cert, None, locked))
 # The file's length decides how big paramiko's buffers are, and so which freed memory is
 # reused before the scan: the same length every run (most 2048-bit keys are 1675 bytes).
 while True:

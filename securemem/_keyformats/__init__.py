@@ -6,7 +6,11 @@ format and hand the bytes to the module that reads or writes it:
 - :mod:`._pem`: PEM blocks and their base64 bodies, decoded into locked memory;
 - :mod:`._legacypem`: OpenSSL's traditional encrypted PEM (``Proc-Type``/``DEK-Info``);
 - :mod:`._openssh`: the ``openssh-key-v1`` container, decrypted in locked memory;
-- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: integers for it.
+- :mod:`._pkcs12`: PKCS#12 bundles, their KDF costs checked before cryptography loads them;
+- :mod:`._ecscalar`: EC scalars of another size than the curve's, rewritten in locked memory;
+- :mod:`._identify`: what a file that is not a private key is (certificate, public key, ...);
+- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: integers for it;
+  :mod:`._derwalk`: DER framing read in place.
 
 What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.
 """

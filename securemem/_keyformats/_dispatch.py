@@ -17,7 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x255
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem._arena import Arena
-from securemem._keyformats import _legacypem, _openssh, _pem
+from securemem._errors import KeyFormatError
+from securemem._keyformats import _ecscalar, _identify, _legacypem, _openssh, _pem, _pkcs12
+from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
 
@@ -71,6 +73,7 @@ def load_private_key(
     encoding: Encoding,
     algorithm: RawAlgorithm | None,
     unsafe_skip_rsa_key_validation: bool,
+    kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
     arena: Arena | None,
 ) -> PrivateKeyTypes:
     if not isinstance(data, SecureBytes):
@@ -92,12 +95,17 @@ def load_private_key(
                 assert algorithm is not None
                 return _load_raw(view, algorithm, secret)
             if encoding == "der" or (encoding == "auto" and _looks_like_der(view)):
+                if _pkcs12.looks_like(view):
+                    return _pkcs12.load(view, secret, kdf_limits)
+                if (other := _identify.der_data(view)) is not None:
+                    raise KeyFormatError(other)
                 return _guarded(
                     _describe_der(view),
-                    lambda: serialization.load_der_private_key(
+                    lambda: _ecscalar.load_der_private_key(
                         view,
-                        secret,  # type: ignore[arg-type]  # any buffer works
+                        secret,
                         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                        arena=arena,
                     ),
                 )
             return _load_pem(view, secret, unsafe_skip_rsa_key_validation, arena, encoding)
@@ -144,7 +152,7 @@ def _load_pem(
             break
         labels.append(block.label)
     else:
-        raise ValueError(_not_a_key(view, labels, encoding))
+        raise KeyFormatError(_not_a_key(view, labels, encoding))
     described = _PRIVATE_LABELS[block.label]
     if block.has_headers:
         return _load_legacy(
@@ -166,10 +174,11 @@ def _load_pem(
                 )
             return _guarded(
                 described,
-                lambda: serialization.load_der_private_key(
+                lambda: _ecscalar.load_der_private_key(
                     der,
-                    password,  # type: ignore[arg-type]
+                    password,
                     unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                    arena=arena,
                 ),
             )
     finally:
@@ -202,8 +211,11 @@ def _load_legacy(
         with legacy.view() as der:
             return _guarded(
                 described,
-                lambda: serialization.load_der_private_key(
-                    der, None, unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation
+                lambda: _ecscalar.load_der_private_key(
+                    der,
+                    None,
+                    unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                    arena=arena,
                 ),
             )
     finally:
@@ -226,8 +238,10 @@ def _legacy_der(
 
 def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:
     if labels:
+        other = _identify.pem(labels)
         return (
-            f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
+            (f"{other}: " if other else "")
+            + f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
             f"key block (one of {', '.join(repr(label) for label in _PRIVATE_LABELS)})"
         )
     if _starts_with(view, b"PuTTY-User-Key-File-"):
