@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem import SecureBytes, crypto
+from securemem._binding import ffi, lib
 from securemem._keyformats import _bignum, _pem
 from tests import stackview
 from tests.conftest import run_python
@@ -752,6 +753,49 @@ def test_crt_exponent_in_locked_memory_matches_python_ints(d: int, prime: int) -
         memoryview(d_bytes), memoryview(prime_bytes), None
     ) as remainder:
         assert int.from_bytes(remainder.view(), "big") == d % (prime - 1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    d=st.integers(0, (1 << 4096) - 1),
+    prime=st.integers(1 << 2046, (1 << 2047) - 1).map(odd),
+    misalignment=st.integers(0, 3),
+)
+def test_crt_exponent_of_a_4096_bit_key_with_any_scratch_alignment(
+    d: int, prime: int, misalignment: int
+) -> None:
+    # The C division takes its limbs from wherever the scratch buffer starts.
+    prime_bytes = prime.to_bytes(256, "big")
+    scratch = bytearray(lib.sm_mod_prime_minus_one_scratch(256) + misalignment)
+    out = bytearray(256)
+    status = lib.sm_mod_prime_minus_one(
+        *(ffi.from_buffer(out), 256, ffi.from_buffer(d.to_bytes(512, "big")), 512),
+        *(ffi.from_buffer(prime_bytes), 256),
+        *(ffi.from_buffer(scratch) + misalignment, len(scratch) - misalignment),
+    )
+    assert status == lib.SM_BIGNUM_OK
+    assert int.from_bytes(out, "big") == d % (prime - 1)
+    assert not any(scratch), "the scratch buffer must be left zeroed"
+
+
+def test_crt_exponent_refuses_bad_arguments() -> None:
+    out = ffi.new("unsigned char[]", 8)
+    scratch = ffi.new("unsigned char[]", lib.sm_mod_prime_minus_one_scratch(8))
+    prime, d = ffi.from_buffer((2**61 - 1).to_bytes(8, "big")), ffi.from_buffer(b"\x12" * 16)
+    bad = lib.SM_BIGNUM_BAD_ARGUMENT
+    assert lib.sm_mod_prime_minus_one(ffi.NULL, 8, d, 16, prime, 8, scratch, len(scratch)) == bad
+    assert lib.sm_mod_prime_minus_one(out, 7, d, 16, prime, 8, scratch, len(scratch)) == bad
+    assert lib.sm_mod_prime_minus_one(out, 8, d, 16, prime, 8, scratch, len(scratch) - 1) == bad
+    assert lib.sm_mod_prime_minus_one(out, 0, d, 16, prime, 0, scratch, len(scratch)) == bad
+    even_bytes = (2**61).to_bytes(8, "big")
+    even = ffi.from_buffer(even_bytes)
+    assert (
+        lib.sm_mod_prime_minus_one(out, 8, d, 16, even, 8, scratch, len(scratch))
+        == lib.SM_BIGNUM_EVEN_PRIME
+    )
+    assert not any(out), "nothing is written on a refusal"
+    with pytest.raises(ValueError, match="not odd"):
+        _bignum.mod_prime_minus_one(memoryview(b"\x12" * 16), memoryview(even_bytes), None)
 
 
 @pytest.mark.parametrize(
