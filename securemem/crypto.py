@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from securemem import _keyformats
 from securemem._arena import Arena
 from securemem._fernet import fernet_decrypt, fernet_encrypt
+from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import Buffer, SecureBytes, as_byte_view
 
@@ -276,6 +277,7 @@ def load_private_key(
     encoding: Literal["auto", "pem", "der", "raw"] = "auto",
     algorithm: Literal["ed25519", "x25519", "ed448", "x448"] | None = None,
     unsafe_skip_rsa_key_validation: bool = False,
+    kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
     arena: Arena | None = None,
 ) -> PrivateKeyTypes:
     """Load a private key held in locked memory, in any common format, with an optional
@@ -300,6 +302,7 @@ def load_private_key(
         encoding=encoding,
         algorithm=algorithm,
         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+        kdf_limits=kdf_limits,
         arena=arena,
     )
 

@@ -37,7 +37,7 @@ from securemem._binding import ffi, lib
 from securemem._keyformats import _bignum, _pem
 from tests import stackview
 from tests.conftest import run_python
-from tests.copy_bounds import KEY_FILES, assert_within
+from tests.copy_bounds import KEY_FILES, PPK_FILES, assert_within
 from tests.memscan import Marker
 
 PASSWORD_SEED = 1313  # the password is Marker(20, seed=PASSWORD_SEED): letters and digits
@@ -54,6 +54,7 @@ MAKE_KEYS = r'''
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
     from tests.memscan import Marker
 
+    from tests.copy_bounds import PPK_TYPES
     out = Path(sys.argv[1])
     password = bytes(Marker(20, seed=int(sys.argv[2])).view())
     made = {}  # name -> the key object, to write its secret and public halves
@@ -110,6 +111,55 @@ MAKE_KEYS = r'''
                 x448.X448PrivateKey):
         write("raw-" + cls.__name__[:-10].lower(), cls.generate(), s.Encoding.Raw,
               s.PrivateFormat.Raw)
+
+    # PuTTY .ppk files from puttygen: every key type it makes, format versions 2 and 3, plain
+    # and with a passphrase (v3: Argon2id, and Argon2i/Argon2d once). The key they must hold
+    # is puttygen's own OpenSSH export of the same file, read by cryptography.
+    (out / "ppk-passphrase").write_bytes(password)
+    (out / "ppk-none").write_bytes(b"")
+
+    def ssh_ed448(data):
+        # cryptography reads no ssh-ed448: take the seed from the unencrypted container.
+        import base64
+        body = memoryview(base64.b64decode(b"".join(data.splitlines()[1:-1])))
+        at = len(b"openssh-key-v1\0")
+        def string():
+            nonlocal at
+            size = int.from_bytes(body[at:at + 4], "big")
+            at += 4 + size
+            return body[at - size:at]
+        string(), string(), string()  # cipher "none", KDF "none", no KDF options
+        at += 4  # the number of keys: 1
+        string()  # the public key
+        section = string()  # check values (8), "ssh-ed448" (4+9), public (4+57), seed||public
+        seed = bytes(section[8 + 4 + 9 + 4 + 57 + 4:][:57])
+        return ed448.Ed448PrivateKey.from_private_bytes(seed)
+
+    def puttygen(name, kind, *parameters):
+        passfile = out / ("ppk-passphrase" if name.endswith("-password") else "ppk-none")
+        command = ["puttygen", "-q", *PPK_TYPES[kind], "-C", "securemem test key",
+                   "-o", str(out / name), "--new-passphrase", str(passfile)]
+        subprocess.run(command + ["--ppk-param", ",".join(parameters)], check=True,
+                       capture_output=True)
+        exported = out / (name + ".openssh")
+        subprocess.run(["puttygen", str(out / name), "--old-passphrase", str(passfile),
+                        "-O", "private-openssh-new", "-o", str(exported),
+                        "--new-passphrase", str(out / "ppk-none")], check=True,
+                       capture_output=True)
+        data = exported.read_bytes()
+        exported.unlink()
+        made[name] = ssh_ed448(data) if kind == "ed448" else s.load_ssh_private_key(data, None)
+
+    for version in (2, 3):
+        for kind in PPK_TYPES:
+            for suffix in ("", "-password"):
+                puttygen(f"ppk{version}-{kind}{suffix}", kind, f"version={version}")
+    for flavour in ("argon2i", "argon2d"):
+        puttygen(f"ppk3-ed25519-{flavour}-password", "ed25519", f"kdf={flavour}")
+    # CR+LF line ends (a .ppk copied through Windows tools)
+    crlf = (out / "ppk3-ecdsa256-password").read_bytes().replace(b"\n", b"\r\n")
+    (out / "ppk3-ecdsa256-crlf-password").write_bytes(crlf)
+    made["ppk3-ecdsa256-crlf-password"] = made["ppk3-ecdsa256-password"]
 
     # Legacy PEM with DES-EDE3-CBC (old `openssl rsa -des3`), written by hand here: no tool
     # in the test setup writes one. cryptography reading it back shows the file is right.
@@ -172,6 +222,15 @@ MAKE_KEYS = r'''
     '''
 
 
+def _ppk_kind(name: str) -> type[Any]:
+    for part, kind in (("rsa", rsa.RSAPrivateKey), ("dsa", dsa.DSAPrivateKey),
+                       ("ecdsa", ec.EllipticCurvePrivateKey),
+                       ("ed25519", ed25519.Ed25519PrivateKey), ("ed448", ed448.Ed448PrivateKey)):
+        if f"-{part}" in name:
+            return kind
+    raise AssertionError(name)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -209,6 +268,7 @@ CASES = [
     Case("der-pkcs8-ec-password", ec.EllipticCurvePrivateKey, True),
     Case("der-traditional-ec", ec.EllipticCurvePrivateKey),
     Case("der-traditional-rsa", rsa.RSAPrivateKey),
+    *(Case(name, _ppk_kind(name), name.endswith("-password")) for name in PPK_FILES),
     *(
         Case(f"raw-{name}", kind, encoding="raw", algorithm=name)  # type: ignore[arg-type]
         for name, kind in (
