@@ -619,6 +619,10 @@ ERRORS = [
     ("pem-legacy-rsa-password", b"wrong password", ValueError, "legacy OpenSSL encryption"),
     ("pem-legacy-dsa-password", None, TypeError, "legacy OpenSSL encryption"),
     ("pem-traditional-ec", b"unexpected", TypeError, "PEM, traditional EC"),
+    ("ppk3-ed25519-password", b"wrong password", ValueError, "wrong passphrase for the PuTTY"),
+    ("ppk2-rsa-password", b"wrong password", ValueError, r"PuTTY \.ppk v2, ssh-rsa, passph"),
+    ("ppk3-ecdsa384-password", None, TypeError, "PuTTY key is passphrase-protected"),
+    ("ppk2-ed448", b"unexpected", TypeError, "PuTTY key is not passphrase-protected"),
 ]
 
 
@@ -640,6 +644,29 @@ def dataclass_replace(case: Case, **changes: Any) -> Case:
     return dataclasses.replace(case, **changes)
 
 
+@pytest.mark.parametrize("name", PPK_FILES)
+def test_a_ppk_key_is_the_key_puttygen_exports(keys: Path, name: str) -> None:
+    # The .secret and .public files come from puttygen's own OpenSSH export of the same .ppk
+    # (read by cryptography): the private value (Ed seed, EC scalar, RSA p, DSA x) and the
+    # public key securemem read must be those.
+    key = load(keys, CASES_BY_NAME[name])
+    assert public_der(key) == (keys / f"{name}.public").read_bytes()
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        secret = key.private_bytes_raw()
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        secret = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
+    elif isinstance(key, rsa.RSAPrivateKey):
+        numbers = key.private_numbers()
+        assert numbers.dmp1 == numbers.d % (numbers.p - 1)  # computed by securemem's C
+        assert numbers.dmq1 == numbers.d % (numbers.q - 1)
+        secret = numbers.p.to_bytes((numbers.p.bit_length() + 7) // 8, "big")
+    else:
+        assert isinstance(key, dsa.DSAPrivateKey)
+        x = key.private_numbers().x
+        secret = x.to_bytes((x.bit_length() + 7) // 8, "big")
+    assert secret == (keys / f"{name}.secret").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("name", "where"),
     [
@@ -651,6 +678,9 @@ def dataclass_replace(case: Case, **changes: Any) -> Case:
         ("pem-traditional-rsa", "middle"),
         ("der-traditional-rsa", "middle"),
         ("der-pkcs8-ec", "start"),
+        ("ppk3-ed25519", "middle"),
+        ("ppk2-rsa", "middle"),
+        ("ppk3-ecdsa521-password", "middle"),
     ],
 )
 def test_a_corrupt_key_is_refused_naming_its_format(keys: Path, name: str, where: str) -> None:
