@@ -123,6 +123,9 @@ BOUNDS: Final[dict[Path, int]] = {
     **_moments("securemem.load_private_key", alive=1, after=0),
     **_moments("securemem.load_private_key_pkcs8_password", after=1, password_after=0),
     **_moments("securemem.load_private_key_openssh_password", after=0, password_after=0),
+    # PuTTY: v3's Argon2 (OpenSSL's) frees a buffer holding the passphrase unwiped.
+    **_moments("securemem.load_private_key_ppk_password", after=0, password_after=1),
+    **_moments("securemem.load_private_key_ppk2_password", after=0, password_after=0),
     # ssl reads the key only from a path; what OpenSSL keeps of it is OpenSSL's.
     **_moments("ssl.secret_file", key_alive=3, pem_text_alive=1, key_after=2, pem_text_after=1),
     # paramiko with a key object from crypto.load_private_key: OpenSSL's BIGNUMs only.

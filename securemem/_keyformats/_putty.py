@@ -118,6 +118,10 @@ class _Text:
                 f"the PuTTY key has no {name.decode()!r} line where one belongs: is the file "
                 "damaged or truncated?"
             )
+        if line.after >= self.view.nbytes and name != b"Private-MAC":
+            raise KeyFormatError(
+                f"the PuTTY key ends at its {name.decode()!r} line: the file is truncated"
+            )
         return self.view[line.start + len(prefix) : line.end]
 
     def word(self, name: bytes) -> bytes:
@@ -171,10 +175,14 @@ def _parse(view: memoryview) -> _Parsed:
     first = next(_lines(view))
     colon = view[len(MAGIC) : first.end].tobytes().partition(b": ")
     version_text, algorithm = colon[0], colon[2]
-    if version_text not in (b"2", b"3") or not colon[1]:
-        shown = version_text.decode("ascii", "replace") if version_text.isdigit() else "?"
+    if not colon[1] or not version_text.isdigit():
+        raise KeyFormatError(
+            "the PuTTY key's first line is incomplete (expected 'PuTTY-User-Key-File-3: "
+            "ALGORITHM'): is the file truncated?"
+        )
+    if version_text not in (b"2", b"3"):
         raise UnsupportedAlgorithm(
-            f"PuTTY key file format version {shown} is not supported (only 2 and 3): "
+            f"PuTTY key file format version {int(version_text)} is not supported (only 2 and 3): "
             "re-save it with a current puttygen (`puttygen KEY.ppk -o NEW.ppk`)"
         )
     version = int(version_text)
