@@ -285,13 +285,16 @@ def load_private_key(
 
     ``encoding="auto"`` (the default) finds the first private key in PEM data (PKCS#8 plain
     or encrypted, traditional RSA/EC/DSA, OpenSSH; CRLF, a byte-order mark, text and other
-    blocks such as certificates around it) or takes DER (PKCS#8 or traditional). A raw key
+    blocks such as certificates around it), a PuTTY ``.ppk`` file (versions 2 and 3), or takes
+    DER (PKCS#8 or traditional). A raw key
     needs ``encoding="raw", algorithm="ed25519"`` (or ``"x25519"``, ``"ed448"``, ``"x448"``).
     ``password`` may be a SecureBytes (best), ``bytes``, ``bytearray`` or ``memoryview``;
     a ``str`` raises TypeError.
 
-    PEM bodies are decoded into locked memory, and OpenSSH keys are decrypted and
-    re-encoded in locked memory, before cryptography sees them. The key object then lives in
+    PEM bodies are decoded into locked memory, and OpenSSH and PuTTY keys are decrypted and
+    re-encoded in locked memory, before cryptography sees them. ``kdf_limits`` caps the
+    key-derivation work an encrypted file may ask for (PuTTY's Argon2 memory, passes and
+    lanes...): above it, ``KdfLimitError`` before any derivation. The key object then lives in
     OpenSSL's memory (not locked) until it is garbage-collected; OpenSSL wipes private key
     material when it frees it. What cryptography itself still leaves, per format and
     release: docs/key-formats.md. Errors name the format detected and never hold key bytes.
