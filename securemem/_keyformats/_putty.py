@@ -181,8 +181,9 @@ def _parse(view: memoryview) -> _Parsed:
             "ALGORITHM'): is the file truncated?"
         )
     if version_text not in (b"2", b"3"):
+        shown = version_text.decode() if len(version_text) <= 4 else "(a long number)"
         raise UnsupportedAlgorithm(
-            f"PuTTY key file format version {int(version_text)} is not supported (only 2 and 3): "
+            f"PuTTY key file format version {shown} is not supported (only 2 and 3): "
             "re-save it with a current puttygen (`puttygen KEY.ppk -o NEW.ppk`)"
         )
     version = int(version_text)
