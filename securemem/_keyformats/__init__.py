@@ -6,7 +6,8 @@ format and hand the bytes to the module that reads or writes it:
 - :mod:`._pem`: PEM blocks and their base64 bodies, decoded into locked memory;
 - :mod:`._legacypem`: OpenSSL's traditional encrypted PEM (``Proc-Type``/``DEK-Info``);
 - :mod:`._openssh`: the ``openssh-key-v1`` container, decrypted in locked memory;
-- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: integers for it.
+- :mod:`._putty`: PuTTY ``.ppk`` files (v2, v3), MAC-checked and decrypted in locked memory;
+- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: RSA's CRT exponents for it (in C).
 
 What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.
 """
