@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _report, _systems, _workloads
+from benchmarks import _keyload, _report, _systems, _workloads
 from securemem import _hardening
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     step("access: copy-in and s[i]")
     results["access"] = _workloads.access(budget, repeats)
+    step("key loading: OpenSSH RSA-3072")
+    results["key_load"] = _keyload.openssh_rsa(3072, 2 if quick else 7)
     step("report and chart")
     results["targets"] = _report.targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)

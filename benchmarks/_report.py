@@ -166,6 +166,19 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "issue 6",
         )
     )
+    key_load = results.get("key_load")
+    for protection in ("plain", "passphrase"):
+        found.append(
+            _target(
+                f"OpenSSH RSA-{key_load['bits'] if key_load else 3072} load ({protection}): "
+                "securemem time / cryptography's load_ssh_private_key time",
+                key_load[protection]["ratio"] if key_load else None,
+                1.5,
+                False,
+                "x",
+                "issue 22",
+            )
+        )
     return found
 
 
@@ -190,6 +203,8 @@ def _cell_ns(cell: dict[str, Any] | None) -> str:
     value = _ns(cell)
     if value is None:
         return "n/a" if not cell else "error"
+    if value >= 10_000_000:
+        return f"{value / 1e6:,.0f} ms"
     if value >= 10_000:
         return f"{value / 1000:,.0f} us"
     if value >= 1000:
@@ -355,6 +370,22 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {label} | {_cell_ns(access[key]['securemem'])} | {_cell_ns(access[key][floor])} "
             f"| {floor_label} | {shown} |"
         )
+    key_load = results.get("key_load")
+    if key_load:
+        lines += [
+            "",
+            f"## 8. Loading an OpenSSH RSA-{key_load['bits']} key (best of "
+            f"{key_load['repeats']}, taking turns; lower is better)",
+            "",
+            "| file | securemem | cryptography's load_ssh_private_key | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for protection in ("plain", "passphrase"):
+            cells = key_load[protection]
+            lines.append(
+                f"| {protection} | {_cell_ns(cells['securemem'])} "
+                f"| {_cell_ns(cells['cryptography'])} | {cells['ratio']:.2f}x |"
+            )
     lines += ["", f"Run took {results['seconds']} s.", ""]
     return "\n".join(lines)
 

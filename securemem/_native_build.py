@@ -113,15 +113,34 @@ ffibuilder.cdef(
     """
 )
 
+# RSA's CRT exponents in locked memory (securemem/_c/bignum.h; used by
+# securemem._keyformats._bignum).
+ffibuilder.cdef(
+    """
+    static const int SM_BIGNUM_OK;
+    static const int SM_BIGNUM_BAD_ARGUMENT;
+    static const int SM_BIGNUM_EVEN_PRIME;
+
+    size_t sm_mod_prime_minus_one_scratch(size_t prime_length);
+    int sm_mod_prime_minus_one(unsigned char *out, size_t out_length, const unsigned char *d,
+                               size_t d_length, const unsigned char *prime, size_t prime_length,
+                               unsigned char *scratch, size_t scratch_length);
+    """
+)
+
 # The C lives in securemem/_c (paths relative to the project root, where setup.py runs).
 ffibuilder.set_source(
     "securemem._native",
-    '#include "shims.h"\n#include "codec.h"\n#include "scrub.h"\n#include "secretfile.h"',
+    "".join(
+        f'#include "{header}"\n'
+        for header in ("shims.h", "codec.h", "scrub.h", "secretfile.h", "bignum.h")
+    ),
     sources=[
         "securemem/_c/shims.c",
         "securemem/_c/codec.c",
         "securemem/_c/scrub.c",
         "securemem/_c/secretfile.c",
+        "securemem/_c/bignum.c",
     ],
     include_dirs=["securemem/_c"],
     extra_compile_args=["-Wall", "-Wextra", "-Wvla-larger-than=1048576"],

@@ -293,14 +293,15 @@ def load_private_key(
 
     ``encoding="auto"`` (the default) finds the first private key in PEM data (PKCS#8 plain
     or encrypted, traditional RSA/EC/DSA, OpenSSH; CRLF, a byte-order mark, text and other
-    blocks such as certificates around it) or takes DER (PKCS#8 or traditional, or the key of
-    a PKCS#12 bundle: ``password=None`` for an empty password). A raw key
+    blocks such as certificates around it), a PuTTY ``.ppk`` file (versions 2 and 3), or takes
+    DER (PKCS#8 or traditional, or the key of a PKCS#12 bundle: ``password=None`` for an
+    empty password). A raw key
     needs ``encoding="raw", algorithm="ed25519"`` (or ``"x25519"``, ``"ed448"``, ``"x448"``).
     ``password`` may be a SecureBytes (best), ``bytes``, ``bytearray`` or ``memoryview``;
     a ``str`` raises TypeError. ``kdf_limits`` caps the key-derivation work an encrypted file
     may ask for; a file above it raises KdfLimitError before anything is derived.
 
-    PEM bodies are decoded into locked memory, and OpenSSH keys are decrypted and
+    PEM bodies are decoded into locked memory, and OpenSSH and PuTTY keys are decrypted and
     re-encoded in locked memory, before cryptography sees them. The key object then lives in
     OpenSSL's memory (not locked) until it is garbage-collected; OpenSSL wipes private key
     material when it frees it. What cryptography itself still leaves, per format and

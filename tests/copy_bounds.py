@@ -29,6 +29,30 @@ Path = tuple[str, str]
 AEADS: Final = ("AESGCM", "AESOCB3", "AESGCMSIV", "AESCCM", "AESSIV", "ChaCha20Poly1305")
 KDFS: Final = ("HKDF", "PBKDF2HMAC", "Scrypt", "Argon2id")
 
+# PuTTY .ppk files made by puttygen (tests/test_keys.py): each type (puttygen -t, -b) in
+# format versions 2 and 3, plain and with a passphrase, then two more Argon2 flavours and CRLF.
+PPK_TYPES: Final = {
+    "rsa": ("-t", "rsa", "-b", "2048"),
+    "dsa": ("-t", "dsa", "-b", "1024"),  # what OpenSSH (and cryptography's SSH loader) accept
+    **{f"ecdsa{bits}": ("-t", "ecdsa", "-b", str(bits)) for bits in (256, 384, 521)},
+    "ed25519": ("-t", "ed25519"),
+    "ed448": ("-t", "ed448"),
+}
+PPK_FILES: Final = (
+    *(
+        f"ppk{version}-{kind}{suffix}"
+        for version in (2, 3)
+        for kind in PPK_TYPES
+        for suffix in ("", "-password")
+    ),
+    *("ppk3-ed25519-argon2i-password", "ppk3-ed25519-argon2d-password"),
+    "ppk3-ecdsa256-crlf-password",
+)
+# Encrypted v3 files: OpenSSL's Argon2 frees a buffer holding the passphrase without wiping it.
+PPK_ARGON2: Final = tuple(
+    name for name in PPK_FILES if name.startswith("ppk3-") and name.endswith("-password")
+)
+
 # The key files tests/test_keys.py loads (it checks that its cases are exactly these), and the
 # ones whose loading may leave a copy of the key: encrypted PKCS#8.
 KEY_FILES: Final = (
@@ -41,6 +65,7 @@ KEY_FILES: Final = (
     *("pem-pkcs8-ed25519-password", "pem-pkcs8-x25519", "pem-pkcs8-ed448", "pem-pkcs8-x448"),
     *("pem-bom-text-crlf", "pem-bundle-ec-parameters", "pem-bundle-certificate"),
     *("der-pkcs8-ec", "der-pkcs8-ec-password", "der-traditional-ec", "der-traditional-rsa"),
+    *PPK_FILES,
     *("raw-ed25519", "raw-x25519", "raw-ed448", "raw-x448"),
 )
 # The PKCS#12 bundles tests/test_keys_pkcs12.py loads (openssl pkcs12 -export).
@@ -111,6 +136,9 @@ BOUNDS: Final[dict[Path, int]] = {
     **_moments("securemem.load_private_key_openssh_password", after=0, password_after=0),
     # PKCS#12: OpenSSL decrypts the shrouded key bag as it does encrypted PKCS#8.
     **_moments("securemem.load_private_key_pkcs12_password", after=1, password_after=0),
+    # PuTTY: v3's Argon2 (OpenSSL's) frees a buffer holding the passphrase unwiped.
+    **_moments("securemem.load_private_key_ppk_password", after=0, password_after=1),
+    **_moments("securemem.load_private_key_ppk2_password", after=0, password_after=0),
     # ssl reads the key only from a path; what OpenSSL keeps of it is OpenSSL's.
     **_moments("ssl.secret_file", key_alive=3, pem_text_alive=1, key_after=2, pem_text_after=1),
     # paramiko with a key object from crypto.load_private_key: OpenSSL's BIGNUMs only.
@@ -157,7 +185,9 @@ BOUNDS: Final[dict[Path, int]] = {
         path: bound
         for name in KEY_FILES
         for path, bound in _moments(
-            f"keys.{name}", key_after=1 if name in ENCRYPTED_PKCS8 else 0, password_after=0
+            f"keys.{name}",
+            key_after=1 if name in ENCRYPTED_PKCS8 else 0,
+            password_after=1 if name in PPK_ARGON2 else 0,
         ).items()
     },
     # tests/test_keys_pkcs12.py: OpenSSL decrypts the shrouded key bag into a buffer it frees

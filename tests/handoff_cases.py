@@ -520,6 +520,16 @@ def case_securemem__load_private_key_pkcs12_password(keys: Path) -> Counts:
     return _load_with_password(keys, "ed25519-password.p12")
 
 
+@case
+def case_securemem__load_private_key_ppk_password(keys: Path) -> Counts:
+    return _load_with_password(keys, "ed25519-password.ppk")
+
+
+@case
+def case_securemem__load_private_key_ppk2_password(keys: Path) -> Counts:
+    return _load_with_password(keys, "ed25519-password-v2.ppk")
+
+
 # -- ssl --------------------------------------------------------------------------------------
 
 
@@ -878,6 +888,12 @@ locked = s.BestAvailableEncryption(password)
 write("ed25519-password.pem", key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, locked))
 write("ed25519-password.openssh",
       key.private_bytes(s.Encoding.PEM, s.PrivateFormat.OpenSSH, locked))
+# The same key as PuTTY keeps it: puttygen converts the OpenSSH file (v3: Argon2id; and v2).
+import subprocess
+for name, version in (("ed25519-password.ppk", "3"), ("ed25519-password-v2.ppk", "2")):
+    subprocess.run(["puttygen", str(out / "ed25519.openssh"), "-o", str(out / name),
+                    "--new-passphrase", str(out / "password"), "--ppk-param",
+                    "version=" + version], check=True, capture_output=True)
 name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
 now = datetime.datetime.now(datetime.timezone.utc)
 cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)

@@ -33,10 +33,11 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem import SecureBytes, crypto
+from securemem._binding import ffi, lib
 from securemem._keyformats import _bignum, _pem
 from tests import stackview
 from tests.conftest import run_python
-from tests.copy_bounds import KEY_FILES, assert_within
+from tests.copy_bounds import KEY_FILES, PPK_FILES, assert_within
 from tests.memscan import Marker
 
 PASSWORD_SEED = 1313  # the password is Marker(20, seed=PASSWORD_SEED): letters and digits
@@ -53,6 +54,7 @@ MAKE_KEYS = r'''
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
     from tests.memscan import Marker
 
+    from tests.copy_bounds import PPK_TYPES
     out = Path(sys.argv[1])
     password = bytes(Marker(20, seed=int(sys.argv[2])).view())
     made = {}  # name -> the key object, to write its secret and public halves
@@ -109,6 +111,55 @@ MAKE_KEYS = r'''
                 x448.X448PrivateKey):
         write("raw-" + cls.__name__[:-10].lower(), cls.generate(), s.Encoding.Raw,
               s.PrivateFormat.Raw)
+
+    # PuTTY .ppk files from puttygen: every key type it makes, format versions 2 and 3, plain
+    # and with a passphrase (v3: Argon2id, and Argon2i/Argon2d once). The key they must hold
+    # is puttygen's own OpenSSH export of the same file, read by cryptography.
+    (out / "ppk-passphrase").write_bytes(password)
+    (out / "ppk-none").write_bytes(b"")
+
+    def ssh_ed448(data):
+        # cryptography reads no ssh-ed448: take the seed from the unencrypted container.
+        import base64
+        body = memoryview(base64.b64decode(b"".join(data.splitlines()[1:-1])))
+        at = len(b"openssh-key-v1\0")
+        def string():
+            nonlocal at
+            size = int.from_bytes(body[at:at + 4], "big")
+            at += 4 + size
+            return body[at - size:at]
+        string(), string(), string()  # cipher "none", KDF "none", no KDF options
+        at += 4  # the number of keys: 1
+        string()  # the public key
+        section = string()  # check values (8), "ssh-ed448" (4+9), public (4+57), seed||public
+        seed = bytes(section[8 + 4 + 9 + 4 + 57 + 4:][:57])
+        return ed448.Ed448PrivateKey.from_private_bytes(seed)
+
+    def puttygen(name, kind, *parameters):
+        passfile = out / ("ppk-passphrase" if name.endswith("-password") else "ppk-none")
+        command = ["puttygen", "-q", *PPK_TYPES[kind], "-C", "securemem test key",
+                   "-o", str(out / name), "--new-passphrase", str(passfile)]
+        subprocess.run(command + ["--ppk-param", ",".join(parameters)], check=True,
+                       capture_output=True)
+        exported = out / (name + ".openssh")
+        subprocess.run(["puttygen", str(out / name), "--old-passphrase", str(passfile),
+                        "-O", "private-openssh-new", "-o", str(exported),
+                        "--new-passphrase", str(out / "ppk-none")], check=True,
+                       capture_output=True)
+        data = exported.read_bytes()
+        exported.unlink()
+        made[name] = ssh_ed448(data) if kind == "ed448" else s.load_ssh_private_key(data, None)
+
+    for version in (2, 3):
+        for kind in PPK_TYPES:
+            for suffix in ("", "-password"):
+                puttygen(f"ppk{version}-{kind}{suffix}", kind, f"version={version}")
+    for flavour in ("argon2i", "argon2d"):
+        puttygen(f"ppk3-ed25519-{flavour}-password", "ed25519", f"kdf={flavour}")
+    # CR+LF line ends (a .ppk copied through Windows tools)
+    crlf = (out / "ppk3-ecdsa256-password").read_bytes().replace(b"\n", b"\r\n")
+    (out / "ppk3-ecdsa256-crlf-password").write_bytes(crlf)
+    made["ppk3-ecdsa256-crlf-password"] = made["ppk3-ecdsa256-password"]
 
     # Legacy PEM with DES-EDE3-CBC (old `openssl rsa -des3`), written by hand here: no tool
     # in the test setup writes one. cryptography reading it back shows the file is right.
@@ -171,6 +222,15 @@ MAKE_KEYS = r'''
     '''
 
 
+def _ppk_kind(name: str) -> type[Any]:
+    for part, kind in (("rsa", rsa.RSAPrivateKey), ("dsa", dsa.DSAPrivateKey),
+                       ("ecdsa", ec.EllipticCurvePrivateKey),
+                       ("ed25519", ed25519.Ed25519PrivateKey), ("ed448", ed448.Ed448PrivateKey)):
+        if f"-{part}" in name:
+            return kind
+    raise AssertionError(name)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -208,6 +268,7 @@ CASES = [
     Case("der-pkcs8-ec-password", ec.EllipticCurvePrivateKey, True),
     Case("der-traditional-ec", ec.EllipticCurvePrivateKey),
     Case("der-traditional-rsa", rsa.RSAPrivateKey),
+    *(Case(name, _ppk_kind(name), name.endswith("-password")) for name in PPK_FILES),
     *(
         Case(f"raw-{name}", kind, encoding="raw", algorithm=name)  # type: ignore[arg-type]
         for name, kind in (
@@ -558,6 +619,10 @@ ERRORS = [
     ("pem-legacy-rsa-password", b"wrong password", ValueError, "legacy OpenSSL encryption"),
     ("pem-legacy-dsa-password", None, TypeError, "legacy OpenSSL encryption"),
     ("pem-traditional-ec", b"unexpected", TypeError, "PEM, traditional EC"),
+    ("ppk3-ed25519-password", b"wrong password", ValueError, "wrong passphrase for the PuTTY"),
+    ("ppk2-rsa-password", b"wrong password", ValueError, r"PuTTY \.ppk v2, ssh-rsa, passph"),
+    ("ppk3-ecdsa384-password", None, TypeError, "PuTTY key is passphrase-protected"),
+    ("ppk2-ed448", b"unexpected", TypeError, "PuTTY key is not passphrase-protected"),
 ]
 
 
@@ -579,6 +644,29 @@ def dataclass_replace(case: Case, **changes: Any) -> Case:
     return dataclasses.replace(case, **changes)
 
 
+@pytest.mark.parametrize("name", PPK_FILES)
+def test_a_ppk_key_is_the_key_puttygen_exports(keys: Path, name: str) -> None:
+    # The .secret and .public files come from puttygen's own OpenSSH export of the same .ppk
+    # (read by cryptography): the private value (Ed seed, EC scalar, RSA p, DSA x) and the
+    # public key securemem read must be those.
+    key = load(keys, CASES_BY_NAME[name])
+    assert public_der(key) == (keys / f"{name}.public").read_bytes()
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        secret = key.private_bytes_raw()
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        secret = key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8, "big")
+    elif isinstance(key, rsa.RSAPrivateKey):
+        numbers = key.private_numbers()
+        assert numbers.dmp1 == numbers.d % (numbers.p - 1)  # computed by securemem's C
+        assert numbers.dmq1 == numbers.d % (numbers.q - 1)
+        secret = numbers.p.to_bytes((numbers.p.bit_length() + 7) // 8, "big")
+    else:
+        assert isinstance(key, dsa.DSAPrivateKey)
+        x = key.private_numbers().x
+        secret = x.to_bytes((x.bit_length() + 7) // 8, "big")
+    assert secret == (keys / f"{name}.secret").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("name", "where"),
     [
@@ -590,6 +678,9 @@ def dataclass_replace(case: Case, **changes: Any) -> Case:
         ("pem-traditional-rsa", "middle"),
         ("der-traditional-rsa", "middle"),
         ("der-pkcs8-ec", "start"),
+        ("ppk3-ed25519", "middle"),
+        ("ppk2-rsa", "middle"),
+        ("ppk3-ecdsa521-password", "middle"),
     ],
 )
 def test_a_corrupt_key_is_refused_naming_its_format(keys: Path, name: str, where: str) -> None:
@@ -752,6 +843,49 @@ def test_crt_exponent_in_locked_memory_matches_python_ints(d: int, prime: int) -
         memoryview(d_bytes), memoryview(prime_bytes), None
     ) as remainder:
         assert int.from_bytes(remainder.view(), "big") == d % (prime - 1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    d=st.integers(0, (1 << 4096) - 1),
+    prime=st.integers(1 << 2046, (1 << 2047) - 1).map(odd),
+    misalignment=st.integers(0, 3),
+)
+def test_crt_exponent_of_a_4096_bit_key_with_any_scratch_alignment(
+    d: int, prime: int, misalignment: int
+) -> None:
+    # The C division takes its limbs from wherever the scratch buffer starts.
+    prime_bytes = prime.to_bytes(256, "big")
+    scratch = bytearray(lib.sm_mod_prime_minus_one_scratch(256) + misalignment)
+    out = bytearray(256)
+    status = lib.sm_mod_prime_minus_one(
+        *(ffi.from_buffer(out), 256, ffi.from_buffer(d.to_bytes(512, "big")), 512),
+        *(ffi.from_buffer(prime_bytes), 256),
+        *(ffi.from_buffer(scratch) + misalignment, len(scratch) - misalignment),
+    )
+    assert status == lib.SM_BIGNUM_OK
+    assert int.from_bytes(out, "big") == d % (prime - 1)
+    assert not any(scratch), "the scratch buffer must be left zeroed"
+
+
+def test_crt_exponent_refuses_bad_arguments() -> None:
+    out = ffi.new("unsigned char[]", 8)
+    scratch = ffi.new("unsigned char[]", lib.sm_mod_prime_minus_one_scratch(8))
+    prime, d = ffi.from_buffer((2**61 - 1).to_bytes(8, "big")), ffi.from_buffer(b"\x12" * 16)
+    bad = lib.SM_BIGNUM_BAD_ARGUMENT
+    assert lib.sm_mod_prime_minus_one(ffi.NULL, 8, d, 16, prime, 8, scratch, len(scratch)) == bad
+    assert lib.sm_mod_prime_minus_one(out, 7, d, 16, prime, 8, scratch, len(scratch)) == bad
+    assert lib.sm_mod_prime_minus_one(out, 8, d, 16, prime, 8, scratch, len(scratch) - 1) == bad
+    assert lib.sm_mod_prime_minus_one(out, 0, d, 16, prime, 0, scratch, len(scratch)) == bad
+    even_bytes = (2**61).to_bytes(8, "big")
+    even = ffi.from_buffer(even_bytes)
+    assert (
+        lib.sm_mod_prime_minus_one(out, 8, d, 16, even, 8, scratch, len(scratch))
+        == lib.SM_BIGNUM_EVEN_PRIME
+    )
+    assert not any(out), "nothing is written on a refusal"
+    with pytest.raises(ValueError, match="not odd"):
+        _bignum.mod_prime_minus_one(memoryview(b"\x12" * 16), memoryview(even_bytes), None)
 
 
 @pytest.mark.parametrize(

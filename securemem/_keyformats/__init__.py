@@ -9,7 +9,8 @@ format and hand the bytes to the module that reads or writes it:
 - :mod:`._pkcs12`: PKCS#12 bundles, their KDF costs checked before cryptography loads them;
 - :mod:`._ecscalar`: EC scalars of another size than the curve's, rewritten in locked memory;
 - :mod:`._identify`: what a file that is not a private key is (certificate, public key, ...);
-- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: integers for it;
+- :mod:`._putty`: PuTTY ``.ppk`` files (v2, v3), MAC-checked and decrypted in locked memory;
+- :mod:`._der`: DER built in locked memory; :mod:`._bignum`: RSA's CRT exponents for it (in C);
   :mod:`._derwalk`: DER framing read in place.
 
 What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.

@@ -18,7 +18,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError
-from securemem._keyformats import _ecscalar, _identify, _legacypem, _openssh, _pem, _pkcs12
+from securemem._keyformats import (
+    _ecscalar,
+    _identify,
+    _legacypem,
+    _openssh,
+    _pem,
+    _pkcs12,
+    _putty,
+)
 from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import SecureBytes, as_byte_view
@@ -106,6 +114,18 @@ def load_private_key(
                         secret,
                         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
                         arena=arena,
+                    ),
+                )
+            if encoding == "auto" and _putty.is_ppk(view):
+                described = _guarded("PuTTY .ppk", lambda: _putty.header(view)).describe()
+                return _guarded(
+                    described,
+                    lambda: _putty.load(
+                        view,
+                        secret,
+                        unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+                        arena=arena,
+                        limits=kdf_limits,
                     ),
                 )
             return _load_pem(view, secret, unsafe_skip_rsa_key_validation, arena, encoding)
@@ -244,11 +264,8 @@ def _not_a_key(view: memoryview, labels: list[str], encoding: Encoding) -> str:
             + f"the PEM data holds {', '.join(repr(label) for label in labels)} but no private "
             f"key block (one of {', '.join(repr(label) for label in _PRIVATE_LABELS)})"
         )
-    if _starts_with(view, b"PuTTY-User-Key-File-"):
-        return (
-            "this is a PuTTY .ppk key: convert it with "
-            "`puttygen KEY.ppk -O private-openssh -o KEY` first"
-        )
+    if _putty.is_ppk(view):
+        return "this is a PuTTY .ppk key, not PEM: pass encoding='auto' to load it"
     if any(_starts_with(view, prefix) for prefix in (b"ssh-", b"ecdsa-sha2-", b"sk-")):
         return "this is an OpenSSH public key (a .pub file), not a private key"
     if encoding == "pem":
@@ -305,6 +322,8 @@ def _guarded(described: str, load: Callable[[], _T]) -> _T:
 def _renamed(error: Exception, described: str) -> Exception:
     message = str(error)
     text = f"cannot load the private key ({described}): {message}"
+    if isinstance(error, KeyFormatError):
+        return type(error)(text)  # KdfLimitError stays a KdfLimitError
     if isinstance(error, UnsupportedAlgorithm):
         return UnsupportedAlgorithm(text)
     if isinstance(error, TypeError):
