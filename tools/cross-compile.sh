@@ -32,7 +32,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 targets=(x86_64-freebsd aarch64-freebsd aarch64-macos x86_64-macos x86_64-openbsd
-         x86_64-netbsd x86_64-linux-musl x86_64-linux-gnu.2.17)
+         x86_64-netbsd x86_64-linux-musl x86_64-linux-gnu.2.17 aarch64-linux-gnu.2.17)
 (($#)) && targets=("$@")
 
 venv=${SECUREMEM_CROSS_VENV:-/tmp/securemem-cross-venv}
@@ -46,7 +46,7 @@ work=$(mktemp -d /tmp/securemem-cross.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # The cffi module's C source, as the package build generates it.
-"$python" - "$work/_native.c" <<'EOF'
+"$python" - "$work/_native.c" >/dev/null <<'EOF'
 import importlib.util, sys
 spec = importlib.util.spec_from_file_location("_native_build", "securemem/_native_build.py")
 build = importlib.util.module_from_spec(spec)
@@ -81,14 +81,16 @@ features_of() {  # features_of TARGET: the platform macros shims.h tests, as its
 }
 
 link_check() {  # link_check TARGET: both extensions link, needing no newer glibc symbol
-  local so glibc=${1##*-gnu.} bad=0
+  local so glibc=${1##*-gnu.} bad=0 seen
   command -v objdump >/dev/null || { echo "objdump (binutils) is needed for the link check"; return 1; }
   for part in core native; do
     so=$work/$1-$part.so
     "$python" -m ziglang cc -target "$1" -shared -o "$so" "$work/$1-$part"-*.o || return 1
     # Undefined dynamic symbols other than Python's own: each must be versioned (found in the
     # target glibc's stubs) with a version no newer than the target's.
+    seen=0
     while read -r version name; do
+      seen=$((seen + 1))
       if [[ $version != GLIBC_* ]]; then
         echo "$part: $name is not in glibc $glibc"; bad=1
       elif [[ $(printf '%s\n' "${version#GLIBC_}" "$glibc" | sort -V | tail -n 1) != "$glibc" ]]; then
@@ -96,6 +98,7 @@ link_check() {  # link_check TARGET: both extensions link, needing no newer glib
       fi
     done < <(objdump -T "$so" | awk '$0 ~ /\*UND\*/ && $NF !~ /^_?Py/ && $NF != "" {
                v = $(NF-1); gsub(/[()]/, "", v); if (v ~ /^\*UND\*$|^0+$/) v = "none"; print v, $NF }')
+    ((seen)) || { echo "$part: objdump listed no libc symbol"; bad=1; }
   done
   return "$bad"
 }
