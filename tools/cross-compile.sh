@@ -26,7 +26,8 @@
 # must carry a version that glibc has: objdump (binutils) reads them.
 #
 # One line per target: the result, then which of the platform's features the headers gave
-# shims.h (the macros it tests). Exits non-zero if any target fails (its output follows).
+# shims.h (the macros it tests; they must be the same with and without Python.h's
+# feature-test macros before them). Exits non-zero if any target fails (its output follows).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -58,9 +59,8 @@ EOF
 # cffi module's own (-Wall -Wextra), made errors here. Its -Wvla-larger-than is GCC's
 # alone (clang, macOS's compiler, and Zig's, warns that it does not know it), so not here.
 warnings=(-Wall -Wextra -Werror -Wno-missing-field-initializers)
-core_sources=(securemem/_c/core/*.c securemem/_c/shims.c)
-native_sources=("$work/_native.c" securemem/_c/shims.c securemem/_c/codec.c
-                securemem/_c/scrub.c securemem/_c/secretfile.c)
+core_sources=("$root"/securemem/_c/core/*.c "$root/securemem/_c/shims.c")
+native_sources=("$work/_native.c" "$root"/securemem/_c/{shims,codec,scrub,secretfile}.c)
 py_include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 
 python_headers_for() {  # python_headers_for TARGET: a copy of the include dir, its pyconfig.h
@@ -74,10 +74,11 @@ python_headers_for() {  # python_headers_for TARGET: a copy of the include dir, 
   echo "$dir"
 }
 
-features_of() {  # features_of TARGET: the platform macros shims.h tests, as its headers define them
-  echo '#include "shims.h"' | "$python" -m ziglang cc -target "$1" -I securemem/_c -E -dM -x c - |
+features_of() {  # features_of TARGET [PREAMBLE]: the platform macros shims.h tests, as defined
+  printf '%b#include "shims.h"\n' "${2:-}" |
+    "$python" -m ziglang cc -target "$1" -I securemem/_c -I "$include" -E -dM -x c - |
     grep -oE '^#define (MADV_DONTDUMP|MADV_NOCORE|MAP_NOCORE|MAP_CONCEAL|MADV_WIPEONFORK|MADV_DONTFORK|INHERIT_ZERO|INHERIT_NONE|MAP_INHERIT_ZERO|MAP_INHERIT_NONE|SYS_mlock2|SYS_memfd_create|SYS_memfd_secret|GRND_NONBLOCK|MAP_FIXED_NOREPLACE|PR_SET_DUMPABLE) ' |
-    awk '{print $2}' | sort | tr '\n' ' ' | sed 's/ $//'
+    awk '{print $2}' | sort | tr '\n' ' ' | sed 's/ $//' || true  # macOS: none of them
 }
 
 link_check() {  # link_check TARGET: both extensions link, needing no newer glibc symbol
@@ -85,7 +86,7 @@ link_check() {  # link_check TARGET: both extensions link, needing no newer glib
   command -v objdump >/dev/null || { echo "objdump (binutils) is needed for the link check"; return 1; }
   for part in core native; do
     so=$work/$1-$part.so
-    "$python" -m ziglang cc -target "$1" -shared -o "$so" "$work/$1-$part"-*.o || return 1
+    "$python" -m ziglang cc -target "$1" -shared -o "$so" "$work/$1-$part"/*.o || return 1
     # Undefined dynamic symbols other than Python's own: each must be versioned (found in the
     # target glibc's stubs) with a version no newer than the target's.
     seen=0
@@ -103,34 +104,52 @@ link_check() {  # link_check TARGET: both extensions link, needing no newer glib
   return "$bad"
 }
 
-failed=0
-for target in "${targets[@]}"; do
+check_target() {  # check_target TARGET: its line (and, on failure, the log) on stdout
+  local target=$1 include log ok=1 files linked= features with_python
   include=$(python_headers_for "$target")
-  cc=("$python" -m ziglang cc -target "$target" -c -O2 -fPIC -I securemem/_c -I "$include")
   log=$work/$target.log
-  ok=1
-  files=0
-  for source in "${core_sources[@]}"; do
-    files=$((files + 1))
-    "${cc[@]}" "${warnings[@]}" -fvisibility=hidden -DPy_LIMITED_API=0x030B0000 \
-      -o "$work/$target-core-$(basename "$source" .c).o" "$source" >>"$log" 2>&1 || ok=0
-  done
-  for source in "${native_sources[@]}"; do
-    files=$((files + 1))
-    "${cc[@]}" "${warnings[@]}" \
-      -o "$work/$target-native-$(basename "$source" .c).o" "$source" >>"$log" 2>&1 || ok=0
-  done
-  linked=
+  mkdir -p "$work/$target-core" "$work/$target-native"
+  # One compiler run per extension (each file's object lands in that directory).
+  files=$((${#core_sources[@]} + ${#native_sources[@]}))
+  (cd "$work/$target-core" &&
+   "$python" -m ziglang cc -target "$target" -c -O2 -fPIC -I "$root/securemem/_c" -I "$include" \
+     "${warnings[@]}" -fvisibility=hidden -DPy_LIMITED_API=0x030B0000 "${core_sources[@]}") \
+    >>"$log" 2>&1 || ok=0
+  (cd "$work/$target-native" &&
+   "$python" -m ziglang cc -target "$target" -c -O2 -fPIC -I "$root/securemem/_c" -I "$include" \
+     "${warnings[@]}" "${native_sources[@]}") >>"$log" 2>&1 || ok=0
   if ((ok)) && [[ $target == *-linux-gnu.* ]]; then
     if link_check "$target" >>"$log" 2>&1; then linked=", linked against glibc ${target##*-gnu.}"; else ok=0; fi
   fi
+  # shims.c sees the system headers alone; the core and the cffi module after Python.h and
+  # its feature-test macros. Both must see the same features.
+  features=$(features_of "$target")
+  with_python=$(features_of "$target" '#include <Python.h>\n')
+  if [[ $features != "$with_python" ]]; then
+    echo "shims.h alone has: $features; after Python.h: $with_python" >>"$log"
+    ok=0
+  fi
   if ((ok)); then
     echo "ok      $target: $files files (core and cffi module), -Wall -Wextra -Werror$linked;" \
-      "has: $(features_of "$target")"
+      "has: ${features:-none of them}"
   else
     echo "FAILED  $target"
     sed 's/^/    /' "$log"
-    failed=1
+    return 1
   fi
+}
+
+# Two targets at a time (each compiler run uses a core per file anyway); printed in order.
+failed=0
+for ((i = 0; i < ${#targets[@]}; i += 2)); do
+  pids=()
+  for target in "${targets[@]:i:2}"; do
+    check_target "$target" >"$work/$target.out" 2>&1 &
+    pids+=($!)
+  done
+  for j in "${!pids[@]}"; do
+    wait "${pids[j]}" || failed=1
+    cat "$work/${targets[i + j]}.out"
+  done
 done
 exit "$failed"
