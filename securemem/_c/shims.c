@@ -73,7 +73,7 @@ int sm_unlock(void *address, size_t length) { return munlock(address, length); }
    flags, FreeBSD's MADV_NOCORE and minherit(INHERIT_*), OpenBSD's and NetBSD's
    minherit(MAP_INHERIT_*). Where none is defined (macOS has no dump exclusion and no
    inheritance flag in <sys/mman.h>), ENOSYS: the caller records the advice as not
-   applied and the doctor reports it missing. */
+   applied (without wipe-on-fork, a forked child wipes the pages itself). */
 int sm_advise(void *address, size_t length, int advice) {
     (void)address; (void)length; /* unused where no advice below is defined */
     switch (advice) {
@@ -82,8 +82,10 @@ int sm_advise(void *address, size_t length, int advice) {
         return madvise(address, length, MADV_DONTDUMP);
 #elif defined(MADV_NOCORE)
         return madvise(address, length, MADV_NOCORE); /* MAP_NOCORE did it at map time too */
+#elif HAVE_MAP_CONCEAL
+        return 0;  /* MAP_CONCEAL did it at map time */
 #else
-        return 0;  /* covered by MAP_CONCEAL at map time, or absent (HAVE_* says which) */
+        errno = ENOSYS; return -1; /* nothing here keeps pages out of a core (macOS) */
 #endif
     case SM_ADVICE_WIPEONFORK:
 #ifdef MADV_WIPEONFORK

@@ -58,6 +58,8 @@
 #define HAVE_MEMFD_SECRET 0
 #endif
 
+/* aio_mlock(2) is FreeBSD's own (10.0 and later) and no header macro announces it, so the
+   system is named; memfd_secret and mlock2 are Linux system calls, known by their numbers. */
 #if defined(__FreeBSD__)
 #define HAVE_AIO_MLOCK 1
 #else
