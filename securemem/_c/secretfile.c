@@ -14,9 +14,20 @@
 
 #define SM_FILE_TABLE 256
 
+/* Where such a file can be made: Linux's memfd_create, with the two madvise flags. Elsewhere
+   sm_secret_file_open says ENOSYS and nothing is ever listed. */
+#if defined(__linux__) && defined(SYS_memfd_create) && defined(MADV_DONTDUMP) && \
+    defined(MADV_DONTFORK)
+#define SM_SECRET_FILES 1
+#else
+#define SM_SECRET_FILES 0
+#endif
+
 static pthread_mutex_t files_mutex = PTHREAD_MUTEX_INITIALIZER;
+#if SM_SECRET_FILES
 static pthread_once_t files_hook_once = PTHREAD_ONCE_INIT;
 static int files_hook_failed = 0;
+#endif
 /* every file made here and not yet closed, with its mapping (NULL for an empty file) */
 typedef struct {
     int fd;
@@ -29,6 +40,7 @@ static int nfiles = 0;
 /* Names each file for good: a forked child goes on counting from its parent's count, so
    a file it makes never has the serial of one its parent made, even where the
    descriptor number, the mapping's address and the size all repeat. */
+#if SM_SECRET_FILES
 static unsigned long long serials = 0;
 
 static void files_prepare(void) { pthread_mutex_lock(&files_mutex); }
@@ -47,6 +59,7 @@ static void files_install_hook(void) {
     if (pthread_atfork(files_prepare, files_parent, files_child) != 0)
         files_hook_failed = 1;
 }
+#endif
 
 /* The entry of the file made as (fd, mapping, size, serial), or -1: a descriptor number
    (even with its mapping) could be another file's by now. */
@@ -58,8 +71,7 @@ static int files_find(int fd, void *mapping, size_t size, unsigned long long ser
     return -1;
 }
 
-#if defined(__linux__) && defined(SYS_memfd_create) && defined(MADV_DONTDUMP) && \
-    defined(MADV_DONTFORK)
+#if SM_SECRET_FILES
 static int fail(int step, int *failed_step, int fd, void *mapping, size_t size) {
     int saved = errno;
     if (mapping != NULL) {

@@ -69,19 +69,31 @@ int sm_lock(void *address, size_t length) { return mlock(address, length); }
 int sm_unlock(void *address, size_t length) { return munlock(address, length); }
 #endif
 
+/* Each advice through whichever call this system's headers define: Linux's madvise
+   flags, FreeBSD's MADV_NOCORE and minherit(INHERIT_*), OpenBSD's and NetBSD's
+   minherit(MAP_INHERIT_*). Where none is defined (macOS has no dump exclusion and no
+   inheritance flag in <sys/mman.h>), ENOSYS: the caller records the advice as not
+   applied (without wipe-on-fork, a forked child wipes the pages itself). */
 int sm_advise(void *address, size_t length, int advice) {
+    (void)address; (void)length; /* unused where no advice below is defined */
     switch (advice) {
     case SM_ADVICE_DONTDUMP:
 #ifdef MADV_DONTDUMP
         return madvise(address, length, MADV_DONTDUMP);
+#elif defined(MADV_NOCORE)
+        return madvise(address, length, MADV_NOCORE); /* MAP_NOCORE did it at map time too */
+#elif HAVE_MAP_CONCEAL
+        return 0;  /* MAP_CONCEAL did it at map time */
 #else
-        return 0;  /* covered by MAP_NOCORE / MAP_CONCEAL at map time, or absent */
+        errno = ENOSYS; return -1; /* nothing here keeps pages out of a core (macOS) */
 #endif
     case SM_ADVICE_WIPEONFORK:
 #ifdef MADV_WIPEONFORK
         return madvise(address, length, MADV_WIPEONFORK);
 #elif defined(INHERIT_ZERO)
         return minherit(address, length, INHERIT_ZERO);
+#elif defined(MAP_INHERIT_ZERO)
+        return minherit(address, length, MAP_INHERIT_ZERO);
 #else
         errno = ENOSYS; return -1;
 #endif
@@ -90,6 +102,8 @@ int sm_advise(void *address, size_t length, int advice) {
         return madvise(address, length, MADV_DONTFORK);
 #elif defined(INHERIT_NONE)
         return minherit(address, length, INHERIT_NONE);
+#elif defined(MAP_INHERIT_NONE)
+        return minherit(address, length, MAP_INHERIT_NONE);
 #else
         errno = ENOSYS; return -1;
 #endif
@@ -144,13 +158,23 @@ int sm_dumpable(void) {
 #endif
 }
 
+/* Which CSPRNG call the headers offer: getrandom where <sys/random.h> defines its flags
+   (and, with glibc, the library is 2.25 or newer: older headers built for an old-glibc
+   wheel lack the function though the kernel has the system call), the raw system call
+   on Linux with an older glibc, else getentropy (macOS, OpenBSD). */
+#if defined(GRND_NONBLOCK) && (!defined(__GLIBC__) || SM_GLIBC_2_25)
+#define SM_GETRANDOM(p, n) getrandom((p), (n), 0)
+#elif defined(__linux__) && defined(SYS_getrandom)
+#define SM_GETRANDOM(p, n) syscall(SYS_getrandom, (p), (n), 0)
+#endif
+
 /* Fill from the OS CSPRNG; getrandom/getentropy never return short reads
    for the sizes we loop over. */
 int sm_random(void *buffer, size_t length) {
     unsigned char *p = (unsigned char *)buffer;
     while (length > 0) {
-#if defined(__linux__) || defined(__FreeBSD__)
-        ssize_t got = getrandom(p, length, 0);
+#ifdef SM_GETRANDOM
+        ssize_t got = (ssize_t)SM_GETRANDOM(p, length);
         if (got < 0) { if (errno == EINTR) continue; return -1; }
         p += got; length -= (size_t)got;
 #else
@@ -162,10 +186,11 @@ int sm_random(void *buffer, size_t length) {
     return 0;
 }
 
-/* A wipe the optimiser may not drop: explicit_bzero where it exists, else a
+/* A wipe the optimiser may not drop: explicit_bzero where it exists (glibc 2.25+,
+   FreeBSD, OpenBSD; no header macro announces it, so the libraries are named), else a
    memset followed by a compiler barrier that claims to read the memory. */
 void sm_wipe(void *address, size_t length) {
-#if defined(__GLIBC__) || defined(__FreeBSD__) || defined(__OpenBSD__)
+#if SM_GLIBC_2_25 || defined(__FreeBSD__) || defined(__OpenBSD__)
     explicit_bzero(address, length);
 #else
     memset(address, 0, length);

@@ -16,15 +16,30 @@
 #if defined(__linux__)
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/random.h>
 #endif
 #if defined(__FreeBSD__)
 #include <aio.h>
 #include <strings.h> /* explicit_bzero is declared here on FreeBSD */
+#endif
+/* getrandom(2) (Linux with glibc 2.25+ or musl, FreeBSD 12+, NetBSD 10+) or getentropy
+   (macOS) are declared here; OpenBSD has no such header (its getentropy is in unistd.h),
+   nor has glibc before 2.25. Which call to use is decided by what the header defines
+   (sm_random in shims.c), not by the system's name. */
+#if defined(__has_include)
+#if __has_include(<sys/random.h>)
 #include <sys/random.h>
 #endif
-#if defined(__OpenBSD__) || defined(__APPLE__)
-#include <sys/random.h>
+#endif
+
+/* glibc 2.25 added getrandom and explicit_bzero; a wheel built against older glibc
+   headers (manylinux2014's 2.17) must not call them. */
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 25)
+#define SM_GLIBC_2_25 1
+#endif
+#endif
+#ifndef SM_GLIBC_2_25
+#define SM_GLIBC_2_25 0
 #endif
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
@@ -43,6 +58,8 @@
 #define HAVE_MEMFD_SECRET 0
 #endif
 
+/* aio_mlock(2) is FreeBSD's own (10.0 and later) and no header macro announces it, so the
+   system is named; memfd_secret and mlock2 are Linux system calls, known by their numbers. */
 #if defined(__FreeBSD__)
 #define HAVE_AIO_MLOCK 1
 #else
@@ -79,7 +96,7 @@
 #else
 #define HAVE_MAP_CONCEAL 0
 #endif
-#if defined(INHERIT_ZERO)
+#if defined(INHERIT_ZERO) || defined(MAP_INHERIT_ZERO)
 #define HAVE_MINHERIT_ZERO 1
 #else
 #define HAVE_MINHERIT_ZERO 0

@@ -9,10 +9,13 @@
 #ifndef SECUREMEM_CORE_H
 #define SECUREMEM_CORE_H
 
-#include "../shims.h"
-
+/* Python.h first, as the C API asks: its pyconfig.h sets the feature-test macros
+   (_POSIX_C_SOURCE, _XOPEN_SOURCE, and each system's switch that keeps its own interfaces
+   visible beside them) before any system header is read. */
 #define PY_SSIZE_T_CLEAN 1
 #include <Python.h>
+
+#include "../shims.h"
 #include <stdint.h>
 #include <stdio.h>
 

@@ -23,6 +23,16 @@ static int core_exec(PyObject *module) {
 
 static PyModuleDef_Slot core_slots[] = {
     {Py_mod_exec, (void *)core_exec},
+#if defined(Py_mod_gil) && defined(Py_MOD_GIL_USED)
+    /* Declared where the headers offer both names: a build without the Limited API on
+       3.13 or later (a free-threaded CPython's build). Not in the abi3 build for 3.11: 3.11
+       and 3.12 refuse a slot they do not know (3.15's headers define Py_mod_gil even there,
+       but not Py_MOD_GIL_USED). This module needs the GIL: a free-threaded interpreter
+       turns it back on when importing it (with a RuntimeWarning). Every SecureBytes
+       operation and every change to an arena is atomic because the GIL is held (core.h);
+       docs/design.md has the plan for running without it. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 

@@ -124,13 +124,30 @@ static void prepare(sm_job_state *job) {
     sm_job_let_go(job);
 }
 
+/* The linger's timed wait. The deadlines must not move with the wall clock, so the
+   condition waits on the monotonic clock (pthread_condattr_setclock). macOS has no
+   pthread_condattr_setclock; its own pthread_cond_timedwait_relative_np waits for a
+   duration, which no clock change moves either. A test by name: the function is Apple's
+   alone, and no header macro says setclock is missing (_POSIX_CLOCK_SELECTION is -1 on the
+   BSDs too, which have it). */
+#if defined(__APPLE__)
+#define SM_LINGER_RELATIVE 1
+#else
+#define SM_LINGER_RELATIVE 0
+#endif
+
 static void linger_until(struct timespec *deadline) {
+#if SM_LINGER_RELATIVE
+    deadline->tv_sec = 0; /* a duration, for pthread_cond_timedwait_relative_np */
+    deadline->tv_nsec = LINGER_LOOK_NS;
+#else
     clock_gettime(CLOCK_MONOTONIC, deadline);
     deadline->tv_nsec += LINGER_LOOK_NS;
     if (deadline->tv_nsec >= 1000000000L) {
         deadline->tv_sec++;
         deadline->tv_nsec -= 1000000000L;
     }
+#endif
 }
 
 static void *worker(void *unused) {
@@ -141,7 +158,11 @@ static void *worker(void *unused) {
             if (looks < linger_looks) {
                 struct timespec deadline;
                 linger_until(&deadline);
+#if SM_LINGER_RELATIVE
+                pthread_cond_timedwait_relative_np(&queue_cond, &queue_mutex, &deadline);
+#else
                 pthread_cond_timedwait(&queue_cond, &queue_mutex, &deadline);
+#endif
             } else {
                 worker_asleep = 1;
                 pthread_cond_broadcast(&asleep_cond);
@@ -173,6 +194,7 @@ void sm_prefetch_after_fork_child(void) {
 static int worker_ensure(void) {
     if (worker_running)
         return 0;
+#if !SM_LINGER_RELATIVE
     /* no thread waits on the condition yet: it can be made anew, on the monotonic clock
        (the linger deadlines must not move with the wall clock) */
     pthread_condattr_t monotonic;
@@ -181,6 +203,7 @@ static int worker_ensure(void) {
     pthread_cond_destroy(&queue_cond);
     pthread_cond_init(&queue_cond, &monotonic);
     pthread_condattr_destroy(&monotonic);
+#endif
     worker_asleep = 0;
     pthread_t thread;
     pthread_attr_t attributes;
