@@ -1040,12 +1040,19 @@ static PyType_Slot secret_slots[] = {
     {Py_sq_contains, (void *)secret_contains},
     {Py_bf_getbuffer, (void *)secret_getbuffer},
     {Py_bf_releasebuffer, (void *)secret_releasebuffer},
-    {Py_tp_doc, "The native part of securemem.SecureBytes."},
+    /* the full docstring is securemem/_securebytes.py's, set on the type at import */
+    {Py_tp_doc, "A fixed-size, mutable secret held in locked memory and wiped on release."},
     {0, NULL},
 };
 
+/* The public securemem.SecureBytes is this type itself, not a Python subclass of it: a
+   class defined in Python costs every instance garbage-collector tracking and the
+   generic subtype allocator and deallocator (a third of a 32-byte round trip).
+   securemem/_securebytes.py attaches the methods written in Python (from_file, the
+   codecs, take, accessible, __iter__) to it at import; the name makes its __module__
+   "securemem" and its __qualname__ "SecureBytes". */
 static PyType_Spec secret_spec = {
-    "securemem._core.SecureBytesBase",
+    "securemem.SecureBytes",
     sizeof(sm_secret),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
