@@ -839,8 +839,10 @@ static PyObject *secret_enter(PyObject *self, PyObject *unused) {
     return self;
 }
 
-static PyObject *secret_exit(PyObject *self, PyObject *args) {
+/* METH_FASTCALL: the with statement's three arguments need no tuple (they are not used) */
+static PyObject *secret_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)args;
+    (void)nargs;
     return secret_close(self, NULL);
 }
 
@@ -1021,7 +1023,7 @@ static PyMethodDef secret_methods[] = {
     {"random", (PyCFunction)(void (*)(void))secret_random, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      "size bytes from the OS CSPRNG, written straight into locked memory."},
     {"__enter__", secret_enter, METH_NOARGS, NULL},
-    {"__exit__", secret_exit, METH_VARARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))secret_exit, METH_FASTCALL, NULL},
     {"__copy__", secret_copy, METH_NOARGS, NULL},
     {"__deepcopy__", secret_deepcopy, METH_O, NULL},
     {"__reduce_ex__", secret_reduce, METH_VARARGS, NULL},
