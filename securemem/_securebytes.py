@@ -69,7 +69,10 @@ def wipe_view(view: memoryview) -> None:
 
 
 # Type checkers see the class below as what it becomes: the native type with these methods.
-_MethodHolder = SecureBytesBase if TYPE_CHECKING else object
+if TYPE_CHECKING:
+    _MethodHolder = SecureBytesBase
+else:
+    _MethodHolder = object
 
 
 class SecureBytes(_MethodHolder):
