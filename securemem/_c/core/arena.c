@@ -810,16 +810,36 @@ static int take_pages(sm_arena *a, size_t count, sm_region **out, size_t *first)
     return 0;
 }
 
+/* The lowest free slot of a slab with one: a slab fills from its start, and a freed slot
+   is the first to be used again once it is the lowest. Bookkeeping only. */
+static inline void take_slot(sm_arena *a, sm_slab *s, size_t size, int *kind, void **owner,
+                             uintptr_t *address) {
+    if (s->live == 0) { /* an empty slab kept in the reserve comes back */
+        sm_rnode *n = &s->region->rnode[slab_index(s)];
+        if (n->region != NULL)
+            reserve_remove(a, n);
+    }
+    size_t word = 0;
+    while (s->free[word] == 0)
+        word++;
+    uint32_t slot = (uint32_t)(word * 64 + (size_t)__builtin_ctzll(s->free[word]));
+    s->free[word] &= s->free[word] - 1;
+    s->nfree--;
+    if (s->nfree == 0)
+        partial_remove(a, s);
+    s->live++;
+    *kind = KIND_SLOT;
+    *owner = s;
+    *address = s->page + slot * sm_classes[s->cls];
+    a->live++;
+    a->in_use += size;
+}
+
 static int allocate(sm_arena *a, size_t size, int *kind, void **owner, uintptr_t *address) {
     if (size <= SM_LARGEST_CLASS) {
         int c = class_of(size);
         sm_slab *s = a->partial_tail[c];
-        if (s != NULL) {
-            if (s->live == 0) { /* an empty slab kept in the reserve comes back */
-                sm_region *r = s->region;
-                reserve_remove(a, &r->rnode[slab_index(s)]);
-            }
-        } else {
+        if (s == NULL) {
             sm_region *r;
             size_t index;
             uint32_t slots = (uint32_t)(a->page / sm_classes[c]);
@@ -839,20 +859,8 @@ static int allocate(sm_arena *a, size_t size, int *kind, void **owner, uintptr_t
             s->nfree = slots;
             partial_append(a, s);
         }
-        /* the lowest free slot: a slab fills from its start, and a freed slot is the first
-           to be used again once it is the lowest */
-        size_t word = 0;
-        while (s->free[word] == 0)
-            word++;
-        uint32_t slot = (uint32_t)(word * 64 + (size_t)__builtin_ctzll(s->free[word]));
-        s->free[word] &= s->free[word] - 1;
-        s->nfree--;
-        if (s->nfree == 0)
-            partial_remove(a, s);
-        s->live++;
-        *kind = KIND_SLOT;
-        *owner = s;
-        *address = s->page + slot * sm_classes[c];
+        take_slot(a, s, size, kind, owner, address);
+        return 0;
     } else {
         size_t pages = (size + a->page - 1) / a->page;
         sm_run *run = malloc(sizeof *run);
@@ -904,10 +912,11 @@ int sm_alloc(sm_arena *a, size_t size, sm_secret *into) {
     uintptr_t address;
     if (check_ready(a) < 0)
         return -1;
-    int result;
-    if (arena_idle(a) && size <= SM_LARGEST_CLASS && a->partial_tail[class_of(size)] != NULL) {
+    int result = 0;
+    sm_slab *s;
+    if (arena_idle(a) && size <= SM_LARGEST_CLASS && (s = a->partial_tail[class_of(size)]) != NULL) {
         /* a free slot of a slab the arena has: bookkeeping only, atomic by the GIL */
-        result = allocate(a, size, &kind, &owner, &address);
+        take_slot(a, s, size, &kind, &owner, &address);
     } else {
         if (lock_arena(a) < 0)
             return -1;

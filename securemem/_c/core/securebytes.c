@@ -849,9 +849,12 @@ static PyObject *secret_exit(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyObject *secret_random(PyObject *cls, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"size", "arena", "guarded", NULL};
     PyObject *given, *arena_option = NULL, *guarded_option = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &given, &arena_option,
-                                     &guarded_option))
+    if (PyTuple_Size(args) == 1 && only_arena_keyword(kwargs, &arena_option)) {
+        given = PyTuple_GetItem(args, 0); /* the common calls, as in __init__ */
+    } else if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &given, &arena_option,
+                                            &guarded_option)) {
         return NULL;
+    }
     if (PyBool_Check(given)) {
         PyErr_SetString(PyExc_TypeError, "SecureBytes.random() takes a size (int), not bool");
         return NULL;
