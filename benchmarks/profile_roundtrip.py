@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import time
 import timeit
@@ -52,6 +53,14 @@ def components() -> list[tuple[str, float | None]]:
     keep.close()
     add("bytes(bytearray(32)) (copy-in floor)", lambda: bytes(source))
     add("SecureBytes(bytearray(32)) dropped (copy-in)", lambda: SecureBytes(source))
+
+    def in_with_block() -> None:
+        with SecureBytes(32):
+            pass
+
+    add("with SecureBytes(32): pass", in_with_block)
+    add("bytearray(os.urandom(32)) (the random floor)", lambda: bytearray(os.urandom(32)))
+    add("SecureBytes.random(32).close()", lambda: SecureBytes.random(32).close())
     add("bytearray(4096) (the 4 KiB floor)", lambda: bytearray(4096))
     add("SecureBytes(4096).close()", lambda: SecureBytes(4096).close())
     with SecureBytes(32) as secret:

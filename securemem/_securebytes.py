@@ -1,15 +1,19 @@
 """SecureBytes: the one type users hold, a fixed-size secret in locked memory.
 
-The type is native (``securemem._core.SecureBytesBase``): construction, every
-read and write, comparison, wipe, close, the buffer protocol and deallocation
-are C, each validating the secret and touching its memory in one step. This
-Python subclass adds what is naturally Python: documentation, constructors that
-read files or decode text, and context managers.
+The type is native (``securemem._core.SecureBytesBase``, named
+``securemem.SecureBytes``): construction, every read and write, comparison, wipe,
+close, the buffer protocol and deallocation are C, each validating the secret and
+touching its memory in one step. The class below holds what is naturally Python
+(documentation, constructors that read files or decode text, context managers);
+at import its methods are attached to the native type, and ``SecureBytes`` *is*
+the native type: a Python subclass would cost every secret garbage-collector
+tracking and CPython's generic subtype allocator and deallocator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -64,7 +68,14 @@ def wipe_view(view: memoryview) -> None:
 
 
 
-class SecureBytes(SecureBytesBase):
+# Type checkers see the class below as what it becomes: the native type with these methods.
+if TYPE_CHECKING:
+    _MethodHolder = SecureBytesBase
+else:
+    _MethodHolder = object
+
+
+class SecureBytes(_MethodHolder):
     """A fixed-size, mutable secret held in locked memory and wiped on release.
 
     ``SecureBytes(32)`` is 32 zero bytes; ``SecureBytes(data)`` copies any
@@ -203,3 +214,23 @@ class SecureBytes(SecureBytesBase):
         finally:
             if not self.closed:
                 self.protect(previous)
+
+
+def _attach_to_native_type(holder: type) -> type:
+    """The native type, with the methods and the docstring of ``holder`` set on it.
+
+    The class statement's own entries (``__module__``, ``__qualname__``, ``__slots__``,
+    and what later Pythons add) are left out: the native type has its own, from its
+    name ``securemem.SecureBytes``. Every method, property and classmethod goes over,
+    dunder methods too (``__iter__``): ``holder`` exists only to carry them.
+    """
+    native: type = SecureBytesBase
+    for name, value in vars(holder).items():
+        dunder = name.startswith("__") and name.endswith("__")
+        if not dunder or name == "__doc__" or inspect.isfunction(value):
+            setattr(native, name, value)
+    return native
+
+
+if not TYPE_CHECKING:
+    SecureBytes = _attach_to_native_type(SecureBytes)

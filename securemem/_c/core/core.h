@@ -45,7 +45,8 @@ struct sm_arena;
 struct sm_region;
 struct sm_slab;
 
-/* One page kept locked and free (the reserve), oldest first. */
+/* One page kept locked and free (the reserve), oldest first. Every page has one, in its
+   region's block; region is NULL while the page is not in the reserve. */
 typedef struct sm_rnode {
     uintptr_t page;
     struct sm_region *region;
@@ -60,7 +61,7 @@ typedef struct sm_region {
     uint8_t *state;    /* PAGE_* per page */
     uint8_t *flags;    /* PF_* per page */
     uint32_t *holds;   /* lock holders per page */
-    sm_rnode **rnode;  /* the page's reserve entry, or NULL */
+    sm_rnode *rnode;   /* the pages' reserve entries (one per page) */
     struct sm_slab *slabs; /* the page's slab bookkeeping (while the page is a slab) */
     uint64_t *slot_bits;   /* the slabs' free-slot bits, slot_words per page */
     size_t slot_words;

@@ -261,9 +261,27 @@ static int fill(sm_secret *s, sm_arena *a, size_t size, int guarded) {
     return 0;
 }
 
+/* A new secret, not yet initialised (ST_NEW). SecureBytes itself has no garbage-collector
+   header and one fixed size: one PyObject_Malloc and its fields zeroed, without the generic
+   allocator's general steps (a sixth of a 32-byte round trip went to object_new and
+   PyType_GenericAlloc). A subclass (it may have a __dict__ and be tracked by the collector)
+   is made by its own tp_alloc. The arguments are __init__'s: they are not looked at here. */
+static PyObject *secret_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    (void)args;
+    (void)kwargs;
+    if (type != sm_SecretType) {
+        allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
+        return alloc(type, 0);
+    }
+    sm_secret *s = PyObject_Malloc(sizeof *s);
+    if (s == NULL)
+        return PyErr_NoMemory();
+    memset((char *)s + sizeof(PyObject), 0, sizeof *s - sizeof(PyObject));
+    return PyObject_Init((PyObject *)s, type);
+}
+
 static sm_secret *make(PyTypeObject *type, sm_arena *a, size_t size, int guarded) {
-    allocfunc alloc = (allocfunc)PyType_GetSlot(type, Py_tp_alloc);
-    sm_secret *s = (sm_secret *)alloc(type, 0);
+    sm_secret *s = (sm_secret *)secret_new(type, NULL, NULL);
     if (s == NULL)
         return NULL;
     if (fill(s, a, size, guarded) < 0) {
@@ -437,20 +455,29 @@ static PyObject *secret_close(PyObject *self, PyObject *unused) {
 static void secret_dealloc(PyObject *self) {
     sm_secret *s = (sm_secret *)self;
     PyTypeObject *type = Py_TYPE(self);
-    PyObject *etype, *evalue, *etb;
-    PyErr_Fetch(&etype, &evalue, &etb);
     /* Weakref callbacks run Python code with this secret's refcount at 0 and the secret
        still open (on the ring): a purge from one releases its memory without a reference
-       (see the ring's comment), and the release below then finds it closed. */
+       (see the ring's comment), and the release below then finds it closed.
+       PyObject_ClearWeakRefs keeps the exception being raised, if any, itself. */
     if (s->weakreflist != NULL)
         PyObject_ClearWeakRefs(self);
-    if (release_secret(s) < 0)
-        PyErr_WriteUnraisable(NULL); /* a canary: memory corruption is reported even here */
+    if (s->state == ST_OPEN) {
+        /* the release may run a Python kernel's code: the exception being raised, if
+           any, is kept aside meanwhile (a closed secret's release does nothing) */
+        PyObject *etype, *evalue, *etb;
+        PyErr_Fetch(&etype, &evalue, &etb);
+        if (release_secret(s) < 0)
+            PyErr_WriteUnraisable(NULL); /* a canary: memory corruption is reported even here */
+        PyErr_Restore(etype, evalue, etb);
+    }
     ring_remove(s); /* already off (release unlinks); the struct is never freed while on it */
-    PyErr_Restore(etype, evalue, etb);
     Py_CLEAR(s->arena);
-    freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
-    tp_free(self);
+    if (type == sm_SecretType) {
+        PyObject_Free(self); /* as secret_new allocated it */
+    } else {
+        freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+        tp_free(self);
+    }
     Py_DECREF(type);
 }
 
@@ -812,17 +839,22 @@ static PyObject *secret_enter(PyObject *self, PyObject *unused) {
     return self;
 }
 
-static PyObject *secret_exit(PyObject *self, PyObject *args) {
+/* METH_FASTCALL: the with statement's three arguments need no tuple (they are not used) */
+static PyObject *secret_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)args;
+    (void)nargs;
     return secret_close(self, NULL);
 }
 
 static PyObject *secret_random(PyObject *cls, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"size", "arena", "guarded", NULL};
     PyObject *given, *arena_option = NULL, *guarded_option = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &given, &arena_option,
-                                     &guarded_option))
+    if (PyTuple_Size(args) == 1 && only_arena_keyword(kwargs, &arena_option)) {
+        given = PyTuple_GetItem(args, 0); /* the common calls, as in __init__ */
+    } else if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO", names, &given, &arena_option,
+                                            &guarded_option)) {
         return NULL;
+    }
     if (PyBool_Check(given)) {
         PyErr_SetString(PyExc_TypeError, "SecureBytes.random() takes a size (int), not bool");
         return NULL;
@@ -994,7 +1026,7 @@ static PyMethodDef secret_methods[] = {
     {"random", (PyCFunction)(void (*)(void))secret_random, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      "size bytes from the OS CSPRNG, written straight into locked memory."},
     {"__enter__", secret_enter, METH_NOARGS, NULL},
-    {"__exit__", secret_exit, METH_VARARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))secret_exit, METH_FASTCALL, NULL},
     {"__copy__", secret_copy, METH_NOARGS, NULL},
     {"__deepcopy__", secret_deepcopy, METH_O, NULL},
     {"__reduce_ex__", secret_reduce, METH_VARARGS, NULL},
@@ -1024,6 +1056,7 @@ static PyMemberDef secret_members[] = {
 };
 
 static PyType_Slot secret_slots[] = {
+    {Py_tp_new, (void *)secret_new},
     {Py_tp_init, (void *)secret_init},
     {Py_tp_dealloc, (void *)secret_dealloc},
     {Py_tp_methods, secret_methods},
@@ -1040,12 +1073,19 @@ static PyType_Slot secret_slots[] = {
     {Py_sq_contains, (void *)secret_contains},
     {Py_bf_getbuffer, (void *)secret_getbuffer},
     {Py_bf_releasebuffer, (void *)secret_releasebuffer},
-    {Py_tp_doc, "The native part of securemem.SecureBytes."},
+    /* the full docstring is securemem/_securebytes.py's, set on the type at import */
+    {Py_tp_doc, "A fixed-size, mutable secret held in locked memory and wiped on release."},
     {0, NULL},
 };
 
+/* The public securemem.SecureBytes is this type itself, not a Python subclass of it: a
+   class defined in Python costs every instance garbage-collector tracking and the
+   generic subtype allocator and deallocator (a third of a 32-byte round trip).
+   securemem/_securebytes.py attaches the methods written in Python (from_file, the
+   codecs, take, accessible, __iter__) to it at import; the name makes its __module__
+   "securemem" and its __qualname__ "SecureBytes". */
 static PyType_Spec secret_spec = {
-    "securemem._core.SecureBytesBase",
+    "securemem.SecureBytes",
     sizeof(sm_secret),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
