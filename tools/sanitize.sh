@@ -73,7 +73,7 @@ for build in $BUILDS; do
     # shellcheck disable=SC2086
     (cd "$work" && "$CC" -shared -fPIC $flags -Wall -Wextra -Werror \
         -Wno-missing-field-initializers -DPy_LIMITED_API=0x030B0000 -I"$include" \
-        -Isecuremem/_c securemem/_c/core/*.c securemem/_c/shims.c -lpthread \
+        -Isecuremem/_c securemem/_c/core/*.c securemem/_c/shims.c securemem/_c/compat.c -lpthread \
         -o securemem/_core.abi3.so)
     cp "$ROOT"/securemem/_native*.so "$work/securemem/"
     # shellcheck disable=SC2086

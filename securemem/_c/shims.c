@@ -1,6 +1,6 @@
 /* The kernel shims of securemem._native (declared in shims.h): one function per
    system call, a wipe the compiler may not remove, a constant-time comparison and a
-   stack burn. Compiled by the cffi builder in securemem/_native_build.py. */
+   stack burn. Compiled by the cffi builder in build_support/native_build.py. */
 #include "shims.h"
 
 long sm_page_size(void) { return sysconf(_SC_PAGESIZE); }
@@ -150,7 +150,11 @@ int sm_random(void *buffer, size_t length) {
     unsigned char *p = (unsigned char *)buffer;
     while (length > 0) {
 #if defined(__linux__) || defined(__FreeBSD__)
+#if defined(__linux__)
+        ssize_t got = sm_linux_getrandom(p, length); /* compat.h: also on an old glibc */
+#else
         ssize_t got = getrandom(p, length, 0);
+#endif
         if (got < 0) { if (errno == EINTR) continue; return -1; }
         p += got; length -= (size_t)got;
 #else
@@ -165,7 +169,7 @@ int sm_random(void *buffer, size_t length) {
 /* A wipe the optimiser may not drop: explicit_bzero where it exists, else a
    memset followed by a compiler barrier that claims to read the memory. */
 void sm_wipe(void *address, size_t length) {
-#if defined(__GLIBC__) || defined(__FreeBSD__) || defined(__OpenBSD__)
+#if SM_HAVE_EXPLICIT_BZERO /* compat.h */
     explicit_bzero(address, length);
 #else
     memset(address, 0, length);

@@ -13,10 +13,10 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include "compat.h"
 #if defined(__linux__)
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/random.h>
 #endif
 #if defined(__FreeBSD__)
 #include <aio.h>
