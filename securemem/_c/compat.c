@@ -10,6 +10,15 @@
 #if !SM_OLD_GLIBC
 #include <sys/random.h>
 #endif
+/* An old glibc's system (CentOS 7: kernel headers 3.10) names no getrandom system call, but
+   the kernel it runs on may have one: its number is fixed by each architecture's ABI. */
+#if SM_OLD_GLIBC && !defined(SYS_getrandom)
+#if defined(__x86_64__)
+#define SYS_getrandom 318
+#elif defined(__aarch64__)
+#define SYS_getrandom 278
+#endif
+#endif
 
 /* /dev/urandom, for a kernel without getrandom(2): opened for each call, so that no
    descriptor is left for a forked child or an exec to inherit. */
