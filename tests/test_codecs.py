@@ -701,7 +701,13 @@ def test_per_symbol_steps_have_no_branch_and_read_no_memory(function: str) -> No
             f"{function} has a branch: {mnemonic} {operands}"
         )
         if mnemonic not in ("lea", "nop", "endbr64") and not mnemonic.startswith("nop"):
-            assert "(" not in operands, f"{function} reads memory (a table?): {mnemonic} {operands}"
+            # A constant at a fixed address (clang keeps its vector constants in memory: the
+            # release wheel's build) is read the same whatever the byte is; a table lookup
+            # needs the byte in the address, as a base or index register.
+            data_addressed = re.sub(r"-?0x[0-9a-f]+\(%rip\)", "", operands)
+            assert "(" not in data_addressed, (
+                f"{function} reads memory (a table?): {mnemonic} {operands}"
+            )
 
 
 @needs_x86_objdump
