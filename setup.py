@@ -7,8 +7,8 @@ Both are built against the Limited API of Python 3.11 (the buffer protocol is in
 the full API and the wheel is tagged for that one interpreter.
 
 The build scripts live in build_support/, outside the package, so no wheel carries them; the
-C sources under securemem/_c are compiled, never installed (see pyproject.toml's
-exclude-package-data).
+C sources under securemem/_c are compiled, never installed (pyproject.toml:
+include-package-data = false).
 """
 
 import os
