@@ -2,7 +2,7 @@
    glibc 2.17 (manylinux2014) runs on every later system. glibc added getrandom(2) and
    explicit_bzero(3) in 2.25; a build against an older glibc gets the fallbacks below,
    chosen by the C library's version (a feature test, not a guess about the system).
-   Included by shims.h; nothing here is used off Linux. */
+   Included by shims.h; sm_linux_getrandom exists on Linux only. */
 #ifndef SECUREMEM_COMPAT_H
 #define SECUREMEM_COMPAT_H
 #include <stddef.h>
