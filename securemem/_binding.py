@@ -4,7 +4,7 @@ Two extension modules sit under the package, and everything else asks this one:
 
 * ``_core`` (the CPython C API, ``securemem/_c/core``): the allocator, the
   ``SecureBytes`` type itself, the native prefetch worker, the fork handler.
-* ``_native`` (cffi in API mode, built by ``securemem/_native_build.py`` from
+* ``_native`` (cffi in API mode, built by ``build_support/native_build.py`` from
   ``securemem/_c/shims.c``): one function per system call, for the Python side of
   the kernel boundary (``NativeKernel``, ``lock_memory``, the doctor, hardening, the
   simulated kernels) and the codecs.

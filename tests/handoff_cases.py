@@ -936,6 +936,8 @@ def measure(case: str, keys: Path) -> Counts:
     """
     environment = {"PYTHONPATH": str(_REPO), "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
     environment["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")  # cc, for the stack control
+    if "SECUREMEM_STACK_HELPER" in os.environ:  # or its prebuilt copy (tests/stackview.py)
+        environment["SECUREMEM_STACK_HELPER"] = os.environ["SECUREMEM_STACK_HELPER"]
     if case.startswith("env."):
         with read(keys, "env.raw") as raw:
             # Only the child is scanned; the caller hands it the text it would find.

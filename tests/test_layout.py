@@ -11,7 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "securemem"
+import securemem
+
+# The package being tested: this checkout's, or an installed wheel's (its modules are the same
+# files; .ci/run's wheel stage runs these tests against the wheel).
+PACKAGE = Path(securemem.__file__).resolve().parent
 NATIVE = {"securemem._core", "securemem._native"}
 
 

@@ -40,7 +40,7 @@ trap 'rm -rf "$work"' EXIT
 cp -r securemem/_c "$work/_c"
 "$venv/bin/python" - "$work/_native.c" <<'EOF' >/dev/null
 import importlib.util, sys
-spec = importlib.util.spec_from_file_location("_native_build", "securemem/_native_build.py")
+spec = importlib.util.spec_from_file_location("_native_build", "build_support/native_build.py")
 build = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(build)
 build.ffibuilder.emit_c_code(sys.argv[1])

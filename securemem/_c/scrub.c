@@ -12,6 +12,7 @@
 #include "shims.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 
 /* The instructions name registers that only exist with AVX-512 / AVX, so each
    routine is compiled for that target and run only where the CPU (and the
@@ -95,11 +96,29 @@ __attribute__((noinline)) static void sm_clear_sse(void) {
    so a racing first call in two threads stores the same value). */
 static int sm_vector_width = 0;
 
+/* Which registers the CPU has and the kernel saves (XCR0), asked with cpuid and xgetbv
+   here, not __builtin_cpu_supports: that answer comes from the compiler's runtime library,
+   and Zig's (the release wheels' compiler) answers 0 for every feature, which left the
+   upper halves of the AVX and AVX-512 registers uncleared. */
+static int sm_detect_vector_width(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 1;
+    if (!(ecx & (1U << 27)) || !(ecx & (1U << 28))) return 1; /* OSXSAVE, AVX */
+    unsigned int xcr0, xcr0_high;
+    __asm__ __volatile__("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
+    (void)xcr0_high;
+    if ((xcr0 & 0x6U) != 0x6U) return 1; /* the kernel saves no YMM state */
+    /* AVX512F, and the opmask, ZMM_Hi256 and Hi16_ZMM states saved */
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (ebx & (1U << 16)) &&
+        (xcr0 & 0xe0U) == 0xe0U)
+        return 3;
+    return 2;
+}
+
 void sm_clear_vector_registers(void) {
     int width = __atomic_load_n(&sm_vector_width, __ATOMIC_RELAXED);
     if (width == 0) {
-        __builtin_cpu_init();
-        width = __builtin_cpu_supports("avx512f") ? 3 : __builtin_cpu_supports("avx") ? 2 : 1;
+        width = sm_detect_vector_width();
         __atomic_store_n(&sm_vector_width, width, __ATOMIC_RELAXED);
     }
     if (width == 3) sm_clear_avx512();

@@ -1,6 +1,6 @@
 /* The kernel shims of securemem._native (declared in shims.h): one function per
    system call, a wipe the compiler may not remove, a constant-time comparison and a
-   stack burn. Compiled by the cffi builder in securemem/_native_build.py. */
+   stack burn. Compiled by the cffi builder in build_support/native_build.py. */
 #include "shims.h"
 
 long sm_page_size(void) { return sysconf(_SC_PAGESIZE); }
