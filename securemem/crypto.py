@@ -53,11 +53,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from securemem import _keyformats
 from securemem._arena import Arena
+from securemem._errors import KdfLimitError, KeyFormatError
 from securemem._fernet import fernet_decrypt, fernet_encrypt
+from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 from securemem._scrub import scrub_after_native
 from securemem._securebytes import Buffer, SecureBytes, as_byte_view
 
 __all__ = [
+    "KdfLimitError",
+    "KdfLimits",
+    "KeyFormatError",
     "aead",
     "decrypt",
     "decrypt_into",
@@ -276,6 +281,7 @@ def load_private_key(
     encoding: Literal["auto", "pem", "der", "raw"] = "auto",
     algorithm: Literal["ed25519", "x25519", "ed448", "x448"] | None = None,
     unsafe_skip_rsa_key_validation: bool = False,
+    kdf_limits: KdfLimits = DEFAULT_KDF_LIMITS,
     arena: Arena | None = None,
 ) -> PrivateKeyTypes:
     """Load a private key held in locked memory, in any common format, with an optional
@@ -292,7 +298,20 @@ def load_private_key(
     re-encoded in locked memory, before cryptography sees them. The key object then lives in
     OpenSSL's memory (not locked) until it is garbage-collected; OpenSSL wipes private key
     material when it frees it. What cryptography itself still leaves, per format and
-    release: docs/key-formats.md. Errors name the format detected and never hold key bytes.
+    release: docs/key-formats.md.
+
+    An encrypted key file names its own key-derivation cost (OpenSSH's bcrypt rounds, PKCS#8's
+    PBKDF2 iterations or scrypt parameters); a cost above ``kdf_limits`` (by default
+    :class:`KdfLimits`, which accepts what the tools write by default and with common
+    hardening) is refused with :class:`KdfLimitError` before any derivation starts. Pass
+    ``kdf_limits=KdfLimits(bcrypt_rounds=2000)`` (say) for a file you trust.
+
+    Errors: bad key data (not a private key, a format or algorithm securemem cannot load, a
+    damaged file, a wrong password, a cost above the limits) raises :class:`KeyFormatError`, a
+    ``ValueError`` and a :class:`securemem.SecureMemoryError`; ``TypeError`` means an argument
+    of the wrong type, or a password given for a key that is not encrypted (or none for one
+    that is); ``ValueError`` an ``encoding`` or ``algorithm`` that does not exist. Messages
+    name the format detected and never hold a byte of the key or the password.
     """
     return _keyformats.load_private_key(
         data,
@@ -300,6 +319,7 @@ def load_private_key(
         encoding=encoding,
         algorithm=algorithm,
         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+        kdf_limits=kdf_limits,
         arena=arena,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 from securemem._arena import Arena
+from securemem._errors import KeyFormatError
 from securemem._securebytes import SecureBytes
 
 _SHIFTED = bytes((value << 1) & 0xFF for value in range(256))
@@ -36,7 +37,7 @@ def mod_prime_minus_one(d: memoryview, prime: memoryview, arena: Arena | None) -
         start += 1
     length = prime.nbytes - start + 1  # one spare byte: a doubled remainder may need it
     if prime.nbytes == 0 or prime[prime.nbytes - 1] & 1 == 0:
-        raise ValueError("an RSA prime in the key is not odd: the key is corrupt")
+        raise KeyFormatError("an RSA prime in the key is not odd: the key is corrupt")
     difference, borrow_of = _subtraction_tables()
     modulus = SecureBytes(length, arena=arena)
     remainder = SecureBytes(length, arena=arena)
