@@ -51,12 +51,14 @@ class Seeds:
     secrets: set[bytes] = field(default_factory=set)
 
     def windows(self) -> set[bytes]:
+        """Every run of WINDOW bytes of a secret, as raw bytes, inside base64 text (at each
+        alignment) and as hex: the forms a message could quote it in."""
         found: set[bytes] = set()
         for secret in self.secrets:
-            found.update(secret[at : at + WINDOW] for at in range(len(secret) - WINDOW + 1))
-            for shift in range(3):  # the secret inside base64 text, at each alignment
-                text = base64.b64encode(secret[shift:])[: -4]
-                found.update(text[at : at + WINDOW] for at in range(len(text) - WINDOW + 1))
+            forms = [secret, secret.hex().encode(), secret.hex().upper().encode()]
+            forms += [base64.b64encode(secret[shift:])[:-4] for shift in range(3)]
+            for form in forms:
+                found.update(form[at : at + WINDOW] for at in range(len(form) - WINDOW + 1))
         return found
 
 
@@ -160,6 +162,12 @@ def run_one(data: bytes, windows: set[bytes], arena: Arena) -> str:
 def _check_error(error: BaseException, windows: set[bytes]) -> None:
     assert str(error), f"{type(error).__name__} without a message"
     assert error.__cause__ is None and error.__context__ is None, "an exception chain"
-    text = (str(error) + repr(error.args)).encode("utf-8", "backslashreplace")
-    leaked = [window for window in windows if window in text]
-    assert not leaked, f"{type(error).__name__} message holds a secret: {error}"
+    blobs: list[bytes] = []
+    for part in (str(error), *error.args):
+        if isinstance(part, (bytes, bytearray, memoryview)):
+            blobs.append(bytes(part))
+        else:  # latin-1 too: a message built from bytes.decode("latin-1") holds them as is
+            text = str(part)
+            blobs += [text.encode("utf-8", "backslashreplace"), text.encode("latin-1", "replace")]
+    leaked = [window for window in windows for blob in blobs if window in blob]
+    assert not leaked, f"{type(error).__name__} message holds a secret: {error!r}"
