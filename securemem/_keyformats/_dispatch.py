@@ -163,11 +163,19 @@ def _load_der(
 ) -> PrivateKeyTypes:
     """cryptography's DER loader, after the KDF cost of encrypted PKCS#8 is checked."""
     _pkcs8.check_kdf(der, limits)
-    return serialization.load_der_private_key(
-        der,
-        password,  # type: ignore[arg-type]  # any buffer works
-        unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
-    )
+    try:
+        return serialization.load_der_private_key(
+            der,
+            password,  # type: ignore[arg-type]  # any buffer works
+            unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+        )
+    except ValueError:
+        if password is None or not _pkcs8.looks_encrypted(der):
+            raise
+        # Its algorithm and parameters were read and are sound: what failed is decryption.
+        raise KeyFormatError(
+            "wrong password for the encrypted PKCS#8 key (or the key is corrupt)"
+        ) from None
 
 
 def _load_pem(
