@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("cryptography")
 pytest.importorskip("bcrypt")
@@ -340,3 +342,25 @@ def test_what_cryptography_raises_underneath_is_a_key_format_error() -> None:
     assert isinstance(raised.value, ValueError) and isinstance(raised.value, SecureMemoryError)
     assert "DER, PKCS#8" in str(raised.value)
     assert_unchained(raised.value)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(iterations=st.one_of(st.integers(0, 4096), st.integers(0, 2**127 - 1)))
+def test_the_limit_compares_the_count_the_file_holds(
+    tool_files: dict[str, Path], iterations: int
+) -> None:
+    # Any count, of any length up to 16 bytes: above the limit refused, at or below it tried
+    # (and then the real file's 2048 loads; another count derives another key, which fails).
+    source = tool_files["openssl pkcs8 (default: PBKDF2, 2048 iterations)"]
+    limits = KdfLimits(pbkdf2_iterations=3000)
+    with SecureBytes(pkcs8_with(source, 1, iterations)) as data:
+        try:
+            crypto.load_private_key(data, PASSWORD.encode(), kdf_limits=limits)
+        except KdfLimitError as error:
+            assert iterations > 3000 and f"pbkdf2_iterations={iterations}," in str(error)
+        except KeyFormatError:
+            assert iterations <= 3000 and iterations != 2048
+        else:
+            assert iterations == 2048
