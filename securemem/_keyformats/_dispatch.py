@@ -53,12 +53,8 @@ _LOADING_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
 # What a library's error says, in our words: its own message is never passed on (the fuzz
 # target found cryptography's PEM loader quoting a damaged file's base64 body, key bytes
 # and all, and its DER loader names OIDs read from the data).
-_LIBRARY_TYPE_ERROR = (
-    "a password was given for a key that is not encrypted, or none for one that is"
-)
-_LIBRARY_UNSUPPORTED = (
-    "cryptography does not support its key type or its encryption"
-)
+_LIBRARY_TYPE_ERROR = "a password for a key that is not encrypted, or none for an encrypted one"
+_LIBRARY_UNSUPPORTED = "cryptography does not support its key type or its encryption"
 _LIBRARY_VALUE_ERROR = (
     "cryptography could not read or decrypt it: the data is damaged or not a key of this "
     "format, or the password is wrong"
