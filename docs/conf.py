@@ -90,7 +90,12 @@ class SecurememAPI(SphinxDirective):
                 importlib.import_module(name)
             except ImportError:
                 continue  # an optional dependency is missing: nothing to document
-            lines += [name, "-" * len(name), "", f".. automodule:: {name}", "   :members:", ""]
+            lines += [name, "-" * len(name), "", f".. automodule:: {name}", "   :members:"]
+            # A name the package exports too (securemem.crypto.KeyFormatError is
+            # securemem.KeyFormatError) is documented once, under the package.
+            again = sorted(set(securemem.__all__) & set(getattr(securemem, info.name).__all__))
+            lines += [f"   :exclude-members: {', '.join(again)}"] if again else []
+            lines += [""]
         container = nodes.section()
         container.document = self.state.document
         nested_parse_with_titles(self.state, StringList(lines, source="securemem-api"), container)

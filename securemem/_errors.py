@@ -68,6 +68,13 @@ class KdfLimitError(KeyFormatError):
     limits in force allow; raise them with ``kdf_limits=`` if the file is trusted."""
 
 
+class PasswordMismatch(TypeError):
+    """Private: a key reader's own "password given for a key that has none" (or "none given
+    for a key that has one"). Key loading re-raises it as a plain ``TypeError`` with its
+    message; a ``TypeError`` from a library gets a fixed message instead (see
+    ``securemem/_keyformats/_dispatch.py``)."""
+
+
 class CanaryError(SecureMemoryError):
     """The canary in front of a guarded secret was overwritten: a buffer underrun."""
 

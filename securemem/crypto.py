@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar
 
 from securemem._arena import Arena
+from securemem._errors import KdfLimitError, KeyFormatError
 from securemem._extras import needs_crypto_extra
 from securemem._public import claim_public_names
 from securemem._scrub import scrub_after_native
@@ -65,6 +66,9 @@ with needs_crypto_extra("securemem.crypto"):
     from securemem._keyformats._limits import DEFAULT_KDF_LIMITS, KdfLimits
 
 __all__ = [
+    "KdfLimitError",
+    "KdfLimits",
+    "KeyFormatError",
     "aead",
     "decrypt",
     "decrypt_into",
@@ -305,7 +309,20 @@ def load_private_key(
     re-encoded in locked memory, before cryptography sees them. The key object then lives in
     OpenSSL's memory (not locked) until it is garbage-collected; OpenSSL wipes private key
     material when it frees it. What cryptography itself still leaves, per format and
-    release: docs/key-formats.md. Errors name the format detected and never hold key bytes.
+    release: docs/key-formats.md.
+
+    An encrypted key file names its own key-derivation cost (OpenSSH's bcrypt rounds, PKCS#8's
+    PBKDF2 iterations or scrypt parameters); a cost above ``kdf_limits`` (by default
+    :class:`KdfLimits`, which accepts what the tools write by default and with common
+    hardening) is refused with :class:`KdfLimitError` before any derivation starts. Pass
+    ``kdf_limits=KdfLimits(bcrypt_rounds=2000)`` (say) for a file you trust.
+
+    Errors: bad key data (not a private key, a format or algorithm securemem cannot load, a
+    damaged file, a wrong password, a cost above the limits) raises :class:`KeyFormatError`, a
+    ``ValueError`` and a :class:`securemem.SecureMemoryError`; ``TypeError`` means an argument
+    of the wrong type, or a password given for a key that is not encrypted (or none for one
+    that is); ``ValueError`` an ``encoding`` or ``algorithm`` that does not exist. Messages
+    name the format detected and never hold a byte of the key or the password.
     """
     return _keyformats.load_private_key(
         data,

@@ -24,6 +24,8 @@ PUBLIC = [
     for module in (securemem, securemem.crypto)
     for name in module.__all__
     if name not in REEXPORTED
+    # securemem.crypto re-exports the key errors of securemem: named there, checked there.
+    and not (module is securemem.crypto and name in securemem.__all__)
 ]
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from securemem._arena import Arena
 from securemem._binding import ffi, lib
+from securemem._errors import KeyFormatError
 from securemem._securebytes import SecureBytes
 
 
 def mod_prime_minus_one(d: memoryview, prime: memoryview, arena: Arena | None) -> SecureBytes:
     """``d mod (prime - 1)`` for an odd ``prime``, big-endian, as long as ``prime``."""
     if prime.nbytes == 0 or prime[prime.nbytes - 1] & 1 == 0:
-        raise ValueError("an RSA prime in the key is not odd: the key is corrupt")
+        raise KeyFormatError("an RSA prime in the key is not odd: the key is corrupt")
     result = SecureBytes(prime.nbytes, arena=arena)
     scratch = SecureBytes(lib.sm_mod_prime_minus_one_scratch(prime.nbytes), arena=arena)
     try:
@@ -42,5 +43,5 @@ def mod_prime_minus_one(d: memoryview, prime: memoryview, arena: Arena | None) -
         scratch.close()
     if status != lib.SM_BIGNUM_OK:  # sizes are ours and checked above: cannot happen
         result.close()
-        raise ValueError("an RSA prime in the key could not be reduced: the key is corrupt")
+        raise KeyFormatError("an RSA prime in the key could not be reduced: the key is corrupt")
     return result

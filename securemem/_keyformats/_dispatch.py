@@ -17,13 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x255
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from securemem._arena import Arena
-from securemem._errors import KeyFormatError
+from securemem._errors import KeyFormatError, PasswordMismatch, SecureMemoryError
 from securemem._keyformats import (
     _ecscalar,
     _identify,
     _legacypem,
     _openssh,
     _pem,
+    _pkcs8,
     _pkcs12,
     _putty,
 )
@@ -54,7 +55,22 @@ _SEQUENCE = 0x30
 _INTEGER = 0x02
 _OCTET_STRING = 0x04
 _T = TypeVar("_T")
+# What a loader may raise for bad key data (cryptography's loaders included): _guarded turns
+# each into securemem's one family, KeyFormatError (TypeError stays TypeError: a password
+# given for a key that has none, or missing for one that has).
 _LOADING_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
+# What a library's error says, in our words: its own message is never passed on (the fuzz
+# target found cryptography's PEM loader quoting a damaged file's base64 body, key bytes
+# and all, and its DER loader names OIDs read from the data).
+_LIBRARY_TYPE_ERROR = "a password for a key that is not encrypted, or none for an encrypted one"
+_LIBRARY_UNSUPPORTED = "cryptography does not support its key type or its encryption"
+_LIBRARY_VALUE_ERROR = (
+    "cryptography could not read or decrypt it: the data is damaged or not a key of this "
+    "format, or the password is wrong"
+)
+_PREFIX = "cannot load the private key ("
+# PEM labels that hold PKCS#8, which may be encrypted and so name a KDF's cost.
+_PKCS8_LABELS = ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
 
 
 def password_view(password: Password | None) -> memoryview | None:
@@ -96,6 +112,10 @@ def load_private_key(
             "a raw key needs its algorithm and only a raw key takes one: pass "
             "encoding='raw', algorithm='ed25519' (or 'x25519', 'ed448', 'x448')"
         )
+    if not isinstance(kdf_limits, KdfLimits):
+        raise TypeError(
+            f"kdf_limits must be a securemem.crypto.KdfLimits, not {type(kdf_limits).__name__}"
+        )
     secret = password_view(password)
     try:
         with data.view() as view:
@@ -109,11 +129,8 @@ def load_private_key(
                     raise KeyFormatError(other)
                 return _guarded(
                     _describe_der(view),
-                    lambda: _ecscalar.load_der_private_key(
-                        view,
-                        secret,
-                        unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
-                        arena=arena,
+                    lambda: _load_der(
+                        view, secret, unsafe_skip_rsa_key_validation, kdf_limits, arena
                     ),
                 )
             if encoding == "auto" and _putty.is_ppk(view):
@@ -128,7 +145,9 @@ def load_private_key(
                         limits=kdf_limits,
                     ),
                 )
-            return _load_pem(view, secret, unsafe_skip_rsa_key_validation, arena, encoding)
+            return _load_pem(
+                view, secret, unsafe_skip_rsa_key_validation, kdf_limits, arena, encoding
+            )
     finally:
         # Every native call above (base64, AES, bcrypt, MD5, OpenSSL's key parsing) ran from
         # this C frame (Python-to-Python calls add none): wipe the stack they used and the
@@ -149,7 +168,7 @@ def _load_raw(
     if password is not None:
         raise TypeError("a raw key is never encrypted: pass password=None")
     if view.nbytes != size:
-        raise ValueError(
+        raise KeyFormatError(
             f"a raw {algorithm} private key is {size} bytes; this one is {view.nbytes} bytes"
         )
     return _guarded(f"raw {algorithm}", lambda: build(view))
@@ -159,10 +178,37 @@ def _looks_like_der(view: memoryview) -> bool:
     return view.nbytes > 0 and view[0] == _SEQUENCE
 
 
+def _load_der(
+    der: memoryview,
+    password: memoryview | None,
+    unsafe_skip_rsa_key_validation: bool,
+    limits: KdfLimits,
+    arena: Arena | None,
+) -> PrivateKeyTypes:
+    """cryptography's DER loader, after the KDF cost of encrypted PKCS#8 is checked (and an
+    EC scalar of another size than the curve's rewritten, in locked memory)."""
+    _pkcs8.check_kdf(der, limits)
+    try:
+        return _ecscalar.load_der_private_key(
+            der,
+            password,
+            unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
+            arena=arena,
+        )
+    except ValueError:
+        if password is None or not _pkcs8.looks_encrypted(der):
+            raise
+        # Its algorithm and parameters were read and are sound: what failed is decryption.
+        raise KeyFormatError(
+            "wrong password for the encrypted PKCS#8 key (or the key is corrupt)"
+        ) from None
+
+
 def _load_pem(
     view: memoryview,
     password: memoryview | None,
     unsafe_skip_rsa_key_validation: bool,
+    limits: KdfLimits,
     arena: Arena | None,
     encoding: Encoding,
 ) -> PrivateKeyTypes:
@@ -175,6 +221,13 @@ def _load_pem(
         raise KeyFormatError(_not_a_key(view, labels, encoding))
     described = _PRIVATE_LABELS[block.label]
     if block.has_headers:
+        if block.label in _PKCS8_LABELS:
+            # No tool writes headers on PKCS#8; cryptography's PEM loader would skip them and
+            # derive whatever the body asks for, unchecked.
+            raise KeyFormatError(
+                f"cannot load the private key ({described}): the block has RFC 1421 header "
+                "lines (with ':'), which PKCS#8 never has: is the file damaged?"
+            )
         return _load_legacy(
             view, block, described, password, unsafe_skip_rsa_key_validation, arena
         )
@@ -190,16 +243,12 @@ def _load_pem(
                         password,
                         unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
                         arena=arena,
+                        limits=limits,
                     ),
                 )
             return _guarded(
                 described,
-                lambda: _ecscalar.load_der_private_key(
-                    der,
-                    password,
-                    unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation,
-                    arena=arena,
-                ),
+                lambda: _load_der(der, password, unsafe_skip_rsa_key_validation, limits, arena),
             )
     finally:
         decoded.close()
@@ -252,7 +301,7 @@ def _legacy_der(
     if cipher is None or b"ENCRYPTED" not in found.get(b"Proc-Type", b""):
         return None
     if password is None:
-        raise TypeError("the key is encrypted: pass its password as password=")
+        raise PasswordMismatch("the key is encrypted: pass its password as password=")
     return _legacypem.decrypt(view, block, body, cipher, password, arena)
 
 
@@ -308,27 +357,38 @@ def _length_size(view: memoryview, offset: int) -> int:
 
 
 def _guarded(described: str, load: Callable[[], _T]) -> _T:
-    """Run ``load``; an error comes back naming the format, with no exception chain (the
-    original's message is kept: cryptography's messages name no key bytes, and the tests
-    check that ours do not either)."""
+    """Run ``load``; an error comes back as one of the documented errors, naming the format,
+    with no exception chain (the original's message is kept: cryptography's messages name no
+    key bytes, and the tests and the fuzz target check that ours do not either)."""
     failure: Exception
     try:
         return load()
     except _LOADING_ERRORS as error:
+        if isinstance(error, SecureMemoryError) and not isinstance(error, KeyFormatError):
+            raise  # not the key data's fault: the caller closed a SecureBytes mid-load
         failure = _renamed(error, described)
     raise failure
 
 
 def _renamed(error: Exception, described: str) -> Exception:
-    message = str(error)
-    text = f"cannot load the private key ({described}): {message}"
+    """The one place errors become the documented family. securemem's own errors keep their
+    message (built from names and counts, never from key bytes): a KeyFormatError (or
+    KdfLimitError) stays one, a reader's password mismatch becomes a plain TypeError. Any
+    other error, from cryptography, bcrypt or the standard library, gets a fixed message for
+    its class: a TypeError stays a TypeError (cryptography's password mismatch), a
+    ValueError or UnsupportedAlgorithm becomes a KeyFormatError."""
     if isinstance(error, KeyFormatError):
-        return type(error)(text)  # KdfLimitError stays a KdfLimitError
-    if isinstance(error, UnsupportedAlgorithm):
-        return UnsupportedAlgorithm(text)
+        message = str(error)
+        if message.startswith(_PREFIX):
+            return type(error)(message)  # it names its format already (an inner _guarded)
+        return type(error)(f"{_PREFIX}{described}): {message}")
+    if isinstance(error, PasswordMismatch):
+        return TypeError(f"{_PREFIX}{described}): {error}")
     if isinstance(error, TypeError):
-        return TypeError(text)
-    return ValueError(text)
+        return TypeError(f"{_PREFIX}{described}): {_LIBRARY_TYPE_ERROR}")
+    if isinstance(error, UnsupportedAlgorithm):
+        return KeyFormatError(f"{_PREFIX}{described}): {_LIBRARY_UNSUPPORTED}")
+    return KeyFormatError(f"{_PREFIX}{described}): {_LIBRARY_VALUE_ERROR}")
 
 
 def private_key_bytes(

@@ -22,6 +22,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 
 from securemem._arena import Arena
+from securemem._errors import KeyFormatError
 from securemem._keyformats import _pem
 from securemem._securebytes import SecureBytes
 
@@ -70,7 +71,7 @@ def cipher(found: dict[bytes, bytes]) -> tuple[LegacyCipher, bytes] | None:
     except ValueError:
         iv = b""
     if len(iv) != known.block_size:
-        raise ValueError(
+        raise KeyFormatError(
             f"the PEM key's DEK-Info header has no {known.block_size}-byte IV: is the file "
             "damaged?"
         )
@@ -94,7 +95,7 @@ def decrypt(
     try:
         with encrypted.view() as ciphertext, key.view() as key_view:
             if ciphertext.nbytes == 0 or ciphertext.nbytes % block_size:
-                raise ValueError("the encrypted PEM key's body is not whole blocks: damaged?")
+                raise KeyFormatError("the encrypted PEM key's body is not whole blocks: damaged?")
             decryptor = Cipher(known.algorithm(key_view), modes.CBC(iv)).decryptor()
             room = SecureBytes(ciphertext.nbytes + block_size - 1, arena=arena)
             try:
@@ -103,7 +104,7 @@ def decrypt(
                     decryptor.finalize()
                     length = _unpadded_length(out[: ciphertext.nbytes], block_size)
                     if length < 0:
-                        raise ValueError(
+                        raise KeyFormatError(
                             "wrong password for the encrypted PEM key (or the key is corrupt)"
                         )
                     return SecureBytes(out[:length], arena=arena)

@@ -17,19 +17,23 @@ import base64
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from securemem._arena import Arena
-from securemem._keyformats import _bignum, _der
+from securemem._errors import KeyFormatError, PasswordMismatch
+from securemem._keyformats import _bignum, _der, _limits
 from securemem._securebytes import SecureBytes
 
 _MAGIC = b"openssh-key-v1\x00"
 _NONE = b"none"
 _BCRYPT = b"bcrypt"
+# bcrypt_pbkdf hashes the salt on every round: ssh-keygen writes 16 bytes; a long one is
+# damage, or a way around the round limit.
+_MAX_SALT = 64
 _T = TypeVar("_T")
 
 
@@ -77,7 +81,7 @@ class _Reader:
 
     def take(self, size: int) -> memoryview:
         if self._offset + size > self._view.nbytes:
-            raise ValueError(f"the OpenSSH key is truncated or corrupt ({self._what})")
+            raise KeyFormatError(f"the OpenSSH key is truncated or corrupt ({self._what})")
         piece = self._view[self._offset : self._offset + size]
         self._offset += size
         return piece
@@ -133,7 +137,7 @@ def _lookup(table: dict[bytes, _T], field: memoryview) -> _T | None:
 def header(container: memoryview) -> Header:
     """The container's protection, for error messages (raises ValueError if it is none)."""
     if container[: len(_MAGIC)] != _MAGIC:
-        raise ValueError(
+        raise KeyFormatError(
             "the OPENSSH PRIVATE KEY block does not start with 'openssh-key-v1': is the file "
             "damaged?"
         )
@@ -147,6 +151,7 @@ def load(
     *,
     unsafe_skip_rsa_key_validation: bool,
     arena: Arena | None,
+    limits: _limits.KdfLimits,
 ) -> PrivateKeyTypes:
     """The key in a decoded OpenSSH container (the PEM body, already in locked memory)."""
     with container.view() as view:
@@ -154,21 +159,21 @@ def load(
         reader = _Reader(view[len(_MAGIC) :], "header")
         cipher_name, kdf_name, kdf_options = reader.string(), reader.string(), reader.string()
         if reader.u32() != 1:
-            raise ValueError("the OpenSSH file holds several keys: only one key is supported")
+            raise KeyFormatError("the OpenSSH file holds several keys: only one key is supported")
         public_blob = reader.string()
         private = reader.string()
         if protection.encrypted:
             section = _decrypt(
-                cipher_name, kdf_name, kdf_options, private, reader.rest(), password, arena
+                cipher_name, kdf_name, kdf_options, private, reader.rest(), password, arena, limits
             )
         else:
             if password is not None:
-                raise TypeError(
+                raise PasswordMismatch(
                     "a password was given but the OpenSSH key is not passphrase-protected: "
                     "pass password=None"
                 )
             if reader.rest().nbytes:
-                raise ValueError("the OpenSSH key has data after its private section")
+                raise KeyFormatError("the OpenSSH key has data after its private section")
             section = SecureBytes(private, arena=arena)
         try:
             with section.view() as plain:
@@ -176,7 +181,7 @@ def load(
         finally:
             section.close()
         if _public_blob(key) != public_blob:
-            raise ValueError(
+            raise KeyFormatError(
                 "the OpenSSH key's private part does not match its public part: the file "
                 "is corrupt"
             )
@@ -191,25 +196,35 @@ def _decrypt(
     trailer: memoryview,
     password: memoryview | None,
     arena: Arena | None,
+    limits: _limits.KdfLimits,
 ) -> SecureBytes:
     """The private section, decrypted into locked memory."""
     cipher = _lookup(_CIPHERS, cipher_name)
     if cipher is None:
-        raise UnsupportedAlgorithm(
+        raise KeyFormatError(
             f"the OpenSSH key is encrypted with {_name(cipher_name)!r}, which cryptography "
             "does not implement: re-encrypt it with `ssh-keygen -p -Z aes256-ctr -f FILE`"
         )
     if kdf_name != _BCRYPT:
-        raise UnsupportedAlgorithm(f"the OpenSSH key uses the unknown KDF {_name(kdf_name)!r}")
+        raise KeyFormatError(f"the OpenSSH key uses the unknown KDF {_name(kdf_name)!r}")
     if password is None:
-        raise TypeError(
+        raise PasswordMismatch(
             "the OpenSSH key is passphrase-protected: pass its passphrase as password= "
             "(read it with securemem.getpass)"
         )
     if encrypted.nbytes % cipher.block_size or trailer.nbytes != cipher.tag_size:
-        raise ValueError("the OpenSSH key's encrypted section has the wrong size: it is corrupt")
+        raise KeyFormatError(
+            "the OpenSSH key's encrypted section has the wrong size: it is corrupt"
+        )
     options = _Reader(kdf_options, "bcrypt options")
     salt, rounds = options.string(), options.u32()
+    # Before any derivation: bcrypt runs in C, where Ctrl-C does not reach it.
+    _limits.check("OpenSSH", "bcrypt_rounds", rounds, limits.bcrypt_rounds)
+    if salt.nbytes > _MAX_SALT:
+        raise KeyFormatError(
+            f"the OpenSSH key's bcrypt salt is {salt.nbytes} bytes (ssh-keygen writes 16, "
+            f"securemem reads up to {_MAX_SALT}): is the file damaged?"
+        )
     size = cipher.key_size + cipher.iv_size
     seed = _bcrypt_seed(password, salt.tobytes(), size, rounds, arena)
     try:
@@ -231,7 +246,7 @@ def _decrypt(
                     try:
                         decryptor.finalize()
                     except InvalidTag:
-                        raise ValueError(
+                        raise KeyFormatError(
                             "wrong passphrase for the OpenSSH key (or the key is corrupt)"
                         ) from None
                     section = SecureBytes(out[: encrypted.nbytes], arena=arena)
@@ -243,7 +258,7 @@ def _decrypt(
         checks_match = plain.nbytes >= 8 and plain[0:4] == plain[4:8]
     if not checks_match:
         section.close()
-        raise ValueError("wrong passphrase for the OpenSSH key (or the key is corrupt)")
+        raise KeyFormatError("wrong passphrase for the OpenSSH key (or the key is corrupt)")
     return section
 
 
@@ -253,7 +268,7 @@ def _bcrypt_seed(
     try:
         import bcrypt  # imported here: only passphrase-protected OpenSSH keys need it
     except ImportError:
-        raise UnsupportedAlgorithm(
+        raise KeyFormatError(
             "a passphrase-protected OpenSSH key needs the bcrypt package: "
             "pip install 'securemem[crypto]' (or pip install bcrypt)"
         ) from None
@@ -278,7 +293,7 @@ def _private_key(
     if _is(key_type, b"ssh-ed25519"):
         public, pair = reader.string(), reader.string()
         if pair.nbytes != 64 or pair[32:] != public:
-            raise ValueError("the OpenSSH Ed25519 key is corrupt (its key pair does not match)")
+            raise KeyFormatError("the OpenSSH Ed25519 key is corrupt (its key pair does not match)")
         key: PrivateKeyTypes = ed25519.Ed25519PrivateKey.from_private_bytes(pair[:32])
     elif _is(key_type[:11], b"ecdsa-sha2-"):
         curve_name, point, scalar = reader.string(), reader.string(), reader.string()
@@ -290,14 +305,14 @@ def _private_key(
         fields = [_der.integer(reader.string()) for _ in range(5)]  # p, q, g, y, x
         key = _load_der(_der.write(_der.sequence(_der.small_integer(0), *fields), arena), False)
     else:
-        raise UnsupportedAlgorithm(
+        raise KeyFormatError(
             f"OpenSSH key type {_name(key_type)!r} is not supported (security-key types keep "
             "their private key on the token; there is nothing to load)"
         )
     reader.string()  # the comment
     padding = reader.rest()
     if any(padding[index] != index + 1 for index in range(padding.nbytes)):
-        raise ValueError("the OpenSSH key's padding is wrong: the file is corrupt")
+        raise KeyFormatError("the OpenSSH key's padding is wrong: the file is corrupt")
     return key
 
 
@@ -307,14 +322,14 @@ def _ec_der(
     """SEC 1 ECPrivateKey: version 1, the scalar at the curve's size, curve OID, point."""
     curve = _lookup(_CURVES, curve_name)
     if curve is None:
-        raise UnsupportedAlgorithm(f"OpenSSH ECDSA curve {_name(curve_name)!r} is not supported")
+        raise KeyFormatError(f"OpenSSH ECDSA curve {_name(curve_name)!r} is not supported")
     oid, size = curve
     start = 0
     while start < scalar.nbytes and scalar[start] == 0:
         start += 1  # an mpint carries a sign byte; SEC 1 wants exactly `size` bytes
     digits = scalar[start:]
     if digits.nbytes > size:
-        raise ValueError("the OpenSSH ECDSA key is corrupt (its private scalar is too long)")
+        raise KeyFormatError("the OpenSSH ECDSA key is corrupt (its private scalar is too long)")
     structure = _der.sequence(
         _der.small_integer(1),
         _der.octet_string([bytes(size - digits.nbytes), digits]),

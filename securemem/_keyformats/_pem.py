@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from securemem._arena import Arena
+from securemem._errors import KeyFormatError
 from securemem._securebytes import SecureBytes
 
 _BEGIN = b"-----BEGIN "
@@ -49,13 +50,13 @@ def blocks(view: memoryview) -> Iterator[PemBlock]:
         label = _label(view, begin + len(_BEGIN))
         body = next_line(view, begin)
         if label is None:
-            raise ValueError(
+            raise KeyFormatError(
                 f"the PEM BEGIN line at offset {begin} has no readable label (expected e.g. "
                 "'-----BEGIN PRIVATE KEY-----'): is the file damaged?"
             )
         end = _matching_end(view, body, label)
         if end < 0:
-            raise ValueError(
+            raise KeyFormatError(
                 f"the PEM block '{label}' has no '-----END {label}-----' line: is the file "
                 "complete?"
             )
@@ -94,11 +95,11 @@ def _matching_end(view: memoryview, start: int, label: str) -> int:
 def decode(view: memoryview, block: PemBlock, arena: Arena | None) -> SecureBytes:
     """The block's base64 body, decoded straight into locked memory (by the constant-time
     decoder behind :meth:`SecureBytes.from_base64`, which skips the line ends)."""
-    failure: ValueError
+    failure: KeyFormatError
     try:
         return SecureBytes.from_base64(view[block.body : block.end], arena=arena)
     except ValueError as error:  # the codec's messages name offsets, never the text
-        failure = ValueError(
+        failure = KeyFormatError(
             f"the PEM block '{block.label}' is not valid base64 ({error}): is the file damaged?"
         )
     raise failure

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf import argon2
 
 from securemem._arena import Arena
-from securemem._errors import KeyFormatError
+from securemem._errors import KeyFormatError, PasswordMismatch
 from securemem._keyformats import _der, _limits, _openssh
 from securemem._keyformats._limits import KdfLimits
 from securemem._securebytes import SecureBytes
@@ -182,7 +182,7 @@ def _parse(view: memoryview) -> _Parsed:
         )
     if version_text not in (b"2", b"3"):
         shown = version_text.decode() if len(version_text) <= 4 else "(a long number)"
-        raise UnsupportedAlgorithm(
+        raise KeyFormatError(
             f"PuTTY key file format version {shown} is not supported (only 2 and 3): "
             "re-save it with a current puttygen (`puttygen KEY.ppk -o NEW.ppk`)"
         )
@@ -192,7 +192,7 @@ def _parse(view: memoryview) -> _Parsed:
         raise KeyFormatError("the PuTTY key's first line names no readable key algorithm")
     encryption = text.word(b"Encryption")
     if encryption not in (_AES, _NONE):
-        raise UnsupportedAlgorithm(
+        raise KeyFormatError(
             f"the PuTTY key is encrypted with {encryption.decode()!r}; PuTTY itself writes only "
             "'aes256-cbc' and 'none'"
         )
@@ -206,7 +206,7 @@ def _parse(view: memoryview) -> _Parsed:
         if version == 3:
             flavour = text.word(b"Key-Derivation")
             if flavour not in _ARGON2:
-                raise UnsupportedAlgorithm(
+                raise KeyFormatError(
                     f"the PuTTY key's key derivation {flavour.decode()!r} is not supported "
                     "(Argon2id, Argon2i and Argon2d are)"
                 )
@@ -252,12 +252,12 @@ def load(
     """The key in a PPK file held in locked memory (``view`` is that SecureBytes' view)."""
     parsed = _parse(view)
     if parsed.header.encrypted and password is None:
-        raise TypeError(
+        raise PasswordMismatch(
             "the PuTTY key is passphrase-protected: pass its passphrase as password= "
             "(read it with securemem.getpass)"
         )
     if not parsed.header.encrypted and password is not None:
-        raise TypeError(
+        raise PasswordMismatch(
             "a password was given but the PuTTY key is not passphrase-protected: "
             "pass password=None"
         )
@@ -454,7 +454,7 @@ def _private_key(
         structure = _der.sequence(_der.small_integer(0), *fields)
         key = _openssh._load_der(_der.write(structure, arena), False)
     else:
-        raise UnsupportedAlgorithm(
+        raise KeyFormatError(
             f"PuTTY key type {name.decode()!r} is not supported (RSA, DSA, ECDSA on NIST curves, "
             "Ed25519 and Ed448 are)"
         )
