@@ -1,7 +1,7 @@
 """Fuzzing the key loaders: seeds the tools write, and the check every input must pass.
 
 Both the atheris harness (fuzz_keys.py) and the test suite (tests/test_fuzz_keys.py) drive
-this. The seeds are made at run time, by ssh-keygen and openssl, in a temporary directory
+this. The seeds are made at run time, by ssh-keygen, openssl and puttygen, in a temporary directory
 (no private key is committed to the repository), with low key-derivation costs so that the
 fuzzer runs fast; the loader runs under matching low :class:`KdfLimits`, so a mutated cost
 field meets the same check as in real use, scaled down.
@@ -67,7 +67,7 @@ def _run(*command: str) -> None:
 
 
 def make_seeds(directory: Path) -> Seeds:
-    """Key files written by ssh-keygen and openssl into ``directory``, each also saved as
+    """Key files written by ssh-keygen, openssl and puttygen into ``directory``, each also saved as
     a seed input (options byte + file) there."""
     directory.mkdir(parents=True, exist_ok=True)
     password = PASSWORD.decode()
@@ -100,13 +100,36 @@ def make_seeds(directory: Path) -> Seeds:
         _run("openssl", "pkcs8", "-topk8", "-in", str(source), "-passout", f"pass:{password}",
              "-out", str(directory / name), *options)
 
+    # PuTTY .ppk (v3 with a small Argon2, v2) and PKCS#12, written from keys made above:
+    # cryptography reads neither .ppk, so a file's secrets are those of the key it came from.
+    made_from: dict[str, Path] = {}
+    ed25519_source = directory / "openssh-ed25519"
+    (directory / "passphrase").write_text(password)
+    for name, options in [
+        ("ppk3-ed25519-password", ["--ppk-param", "kdf=argon2id,memory=8,passes=1,parallelism=1"]),
+        ("ppk2-ed25519-password", ["--ppk-param", "version=2"]),
+    ]:
+        _run("puttygen", str(ed25519_source), "-O", "private", "-o", str(directory / name),
+             "--new-passphrase", str(directory / "passphrase"), *options)
+        made_from[name] = ed25519_source
+    _run("puttygen", str(ed25519_source), "-O", "private", "-o", str(directory / "ppk3-ed25519"))
+    made_from["ppk3-ed25519"] = ed25519_source
+    (directory / "passphrase").unlink()
+    _run("openssl", "pkcs12", "-export", "-nocerts", "-inkey", str(ec_plain), "-iter", "16",
+         "-passout", f"pass:{password}", "-out", str(directory / "pkcs12-ec-password"))
+    made_from["pkcs12-ec-password"] = ec_plain
+    sources = {name: path.read_bytes() for name, path in made_from.items()}
+
     seeds = Seeds(secrets={PASSWORD})
     for path in sorted(directory.iterdir()):
         if path.name.startswith("seed-"):
             continue
         data = path.read_bytes()
         encrypted = path.name.endswith("-password")
-        seeds.secrets.update(_secrets(_load_with_cryptography(data, encrypted)))
+        if path.name in sources:
+            seeds.secrets.update(_secrets(_load_with_cryptography(sources[path.name], False)))
+        else:
+            seeds.secrets.update(_secrets(_load_with_cryptography(data, encrypted)))
         seed = bytes((1 if encrypted else 0,)) + data
         seeds.inputs[path.name] = seed
         (directory / f"seed-{path.name}").write_bytes(seed)
