@@ -123,8 +123,8 @@ def readable_view(secret: SecureBytes) -> Iterator[memoryview]:
 class _ProcessKey:
     """The one sealing key of this process.
 
-    ``gate`` keeps the key no-access except while a seal or an open runs
-    (:class:`securemem._core.ReadGate`: the count of users and the page's protection
+    ``gate`` holds the key as two halves and puts it together only while a seal or an
+    open runs (:class:`securemem._core.ReadGate`: the count of users and the whole key
     change together in one native call, so no interrupt can part them). ``epoch``
     names the key: an enclave remembers the epoch it was sealed under, and a process
     that no longer holds that key (a forked child that was not given it, or one
@@ -141,10 +141,12 @@ class _ProcessKey:
         self.transfer: mmap.mmap | None = None
 
     @property
-    def key(self) -> SecureBytes | None:
-        """The key's SecureBytes (None before the first seal, after a purge or a fork)."""
+    def parts(self) -> tuple[SecureBytes, SecureBytes, SecureBytes] | None:
+        """(left half, right half, scratch) of the key (None before the first seal,
+        after a purge or a fork). The key is left XOR right; the scratch holds it
+        whole only while a seal or an open runs, and zeros otherwise."""
         gate = self.gate
-        return None if gate is None else cast(SecureBytes, gate.secret)
+        return None if gate is None else cast(tuple[SecureBytes, SecureBytes, SecureBytes], gate.parts)
 
     @property
     def users(self) -> int:
@@ -163,6 +165,9 @@ class _ProcessKey:
         against asynchronous exceptions), and a lock left held would hang every later
         seal and open. Only making the key (first use, after a purge or a fork) locks.
         """
+        gate, current_epoch = self.gate, self.epoch
+        if gate is not None and not gate.closed and epoch in (None, current_epoch):
+            return gate, current_epoch  # the usual case, in as few steps as it takes
         self.forget_if_purged()
         self._check_epoch(epoch)
         gate, current_epoch = self.gate, self.epoch
@@ -194,7 +199,7 @@ class _ProcessKey:
         dropping the gate here takes nothing from under them.
         """
         gate = self.gate
-        if gate is None or not gate.secret.closed:
+        if gate is None or not gate.closed:
             return
         self.epoch += 1
         self.lost_reason = (
@@ -207,20 +212,26 @@ class _ProcessKey:
     def _make_key(self, source: memoryview | None) -> None:
         """A new key: random, or copied from ``source`` (the parent's, after fork).
 
-        An interrupt before the gate is stored drops the new key, and dropping a
-        SecureBytes wipes it.
+        Two random halves make a random key; a given key is split as source XOR a
+        random half. An interrupt before the gate is stored drops the new parts, and
+        dropping a SecureBytes wipes it.
         """
+        left = SecureBytes.random(_KEY_SIZE, guarded=True)
         if source is None:
-            key = SecureBytes.random(_KEY_SIZE, guarded=True)
+            right = SecureBytes.random(_KEY_SIZE, guarded=True)
         else:
-            key = SecureBytes(source, guarded=True)
-        self.gate = ReadGate(key)  # no-access from here on
+            right = SecureBytes(_KEY_SIZE, guarded=True)
+            with left.view() as mask, right.view() as target:
+                for index in range(_KEY_SIZE):  # small ints: no copy of a key byte is made
+                    target[index] = source[index] ^ mask[index]
+        scratch = SecureBytes(_KEY_SIZE, guarded=True)
+        self.gate = ReadGate(left, right, scratch)  # halves read-only from here
 
     # -- fork -----------------------------------------------------------------
 
     def before_fork(self) -> None:
         """With sharing on, copy the key where the child will find it (see after_fork_*)."""
-        if not self.share or self.key is None:
+        if not self.share or self.gate is None:
             return
         # A private mapping of our own: inherited copy-on-write (the key's own page is
         # wiped in the child), kept out of core dumps, locked where the limit allows.
@@ -242,7 +253,7 @@ class _ProcessKey:
     def after_fork_in_child(self) -> None:
         # Whatever another thread of the parent was doing with the key is gone with it.
         self.lock = threading.Lock()
-        self.gate = None  # the parent's key: wiped here, and not ours to free
+        self.gate = None  # the parent's key parts: wiped here, and not ours to free
         if self.transfer is None:
             self.epoch += 1
             self.lost_reason = (
@@ -278,7 +289,7 @@ class _ProcessKey:
         transfer.close()
 
 
-def _copy_key_into(key: memoryview, transfer: mmap.mmap) -> None:
+def _copy_key_into(key: SecureBytes, transfer: mmap.mmap) -> None:
     transfer[:_KEY_SIZE] = key
 
 
@@ -322,13 +333,18 @@ def _check_no_purge(before: int, done: str) -> None:
 # no-access again when they return or raise, whatever they raise).
 
 
-def _encrypt(
-    key: memoryview, cipher_class: type[AESGCMSIV], nonce: bytes, plaintext: memoryview
-) -> bytes:
+def _encrypt_into(
+    key: SecureBytes,
+    cipher_class: type[AESGCMSIV],
+    nonce: bytes,
+    plaintext: memoryview,
+    ciphertext: bytearray,
+) -> None:
     try:
-        # Built, used and dropped while the key is readable: the expanded key in
-        # OpenSSL's heap lives no longer than this seal.
-        return cipher_class(key).encrypt(nonce, plaintext, _ASSOCIATED_DATA)
+        # Built, used and dropped while the key is whole: the expanded key in
+        # OpenSSL's heap lives no longer than this seal. Written straight into the
+        # enclave's own buffer, the one copy close() wipes.
+        cipher_class(key).encrypt_into(nonce, plaintext, _ASSOCIATED_DATA, ciphertext)
     finally:
         # Here, in the calling function: OpenSSL returns with the key schedule in
         # vector registers and the last plaintext block on the stack (_scrub).
@@ -336,18 +352,18 @@ def _encrypt(
 
 
 def _decrypt_into(
-    key: memoryview,
+    key: SecureBytes,
     cipher_class: type[AESGCMSIV],
     nonce: bytes,
-    ciphertext: bytes,
+    ciphertext: bytearray,
     plaintext: SecureBytes,
 ) -> None:
-    target = plaintext.view()  # a closed plaintext (a purge) raises SecureBytesClosedError
+    # The SecureBytes itself as the target: its buffer export refuses once a purge
+    # closed it (the caller turns that into EnclaveError).
     try:
-        cipher_class(key).decrypt_into(nonce, ciphertext, _ASSOCIATED_DATA, target)
+        cipher_class(key).decrypt_into(nonce, ciphertext, _ASSOCIATED_DATA, plaintext)
     finally:
         scrub_after_native()  # also after InvalidTag: the plaintext was there
-        target.release()
 
 
 class Enclave:
@@ -375,6 +391,8 @@ class Enclave:
 
     __slots__ = ("_ciphertext", "_epoch", "_nonce")
 
+    _ciphertext: bytearray | None  # None once closed (wiped first)
+
     def __init__(self, secret: SecureBytes | Buffer) -> None:
         if isinstance(secret, (str, int)) or secret is None:
             raise TypeError(
@@ -401,7 +419,8 @@ class Enclave:
         purges = purge_count()  # before the key is taken: see _check_no_purge
         try:
             gate, epoch = _KEY.current(None)
-            ciphertext = gate.call(_encrypt, cipher_class, nonce, plaintext)
+            ciphertext = bytearray(plaintext.nbytes + _TAG_SIZE)
+            gate.call(_encrypt_into, cipher_class, nonce, plaintext, ciphertext)
         except Exception:
             _check_no_purge(purges, "sealed")  # a purge's doing: say so, one error type
             raise
@@ -438,37 +457,78 @@ class Enclave:
     def open(self) -> SecureBytes:
         """The secret, decrypted into a new SecureBytes (close it, or use ``with``).
 
-        Raises :class:`~securemem.EnclaveError` if the ciphertext was altered (nothing
-        is returned, the partial output is wiped) or if this process does not hold
-        the key it was sealed under.
+        Raises :class:`~securemem.EnclaveError` if the enclave was closed (also by a
+        :meth:`close` that overlapped this call: the plaintext is wiped, nothing is
+        returned), if the ciphertext was altered (nothing is returned, the partial
+        output is wiped) or if this process does not hold the key it was sealed under.
         """
-        size = len(self._ciphertext) - _TAG_SIZE
+        ciphertext = self._ciphertext
+        if ciphertext is None:
+            self._fail_closed("opened")
+        size = len(ciphertext) - _TAG_SIZE
         if size < 0:
             self._fail_authentication()
-        cipher_class, invalid_tag = _aead()
+        cipher_class, invalid_tag = _cipher or _aead()
         plaintext = SecureBytes(size)  # before the key: a full memory lock costs it nothing
         purges = purge_count()
         try:
             gate, _ = _KEY.current(self._epoch)
-            gate.call(_decrypt_into, cipher_class, self._nonce, self._ciphertext, plaintext)
+            gate.call(_decrypt_into, cipher_class, self._nonce, ciphertext, plaintext)
         except BaseException as error:
             # On InvalidTag cryptography has written unauthenticated bytes: close wipes them.
             plaintext.close()
             if isinstance(error, Exception):
                 _check_no_purge(purges, "opened")  # a wiped key fails the tag too: say why
             if isinstance(error, invalid_tag):
+                if self._ciphertext is not ciphertext or not any(ciphertext):
+                    self._fail_closed("opened")  # a close() overlapped: it wiped first
                 self._fail_authentication()
             raise
-        try:
+        if purge_count() != purges or self._ciphertext is not ciphertext:
+            plaintext.close()  # a purge or a close() overlapped: return nothing
             _check_no_purge(purges, "opened")
-        except EnclaveError:
-            plaintext.close()
-            raise
+            self._fail_closed("opened")
         return plaintext
 
-    def _fail_authentication(self) -> NoReturn:
+    # -- closing ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wipe the ciphertext and refuse every later :meth:`open` (idempotent).
+
+        The ciphertext's bytes are zeroed in place, the enclave's one copy, before the
+        enclave counts as closed: an interrupt cannot leave them behind. After this,
+        :meth:`open` and ``len()`` raise :class:`~securemem.EnclaveError`. An
+        :meth:`open` running at the same time in another thread returns nothing.
+        ``with Enclave(secret) as enclave:`` closes on leaving the block.
+        """
+        ciphertext = self._ciphertext
+        if ciphertext is None:
+            return
+        if ciphertext:
+            lib.sm_wipe(ffi.from_buffer(ciphertext, require_writable=True), len(ciphertext))
+        self._ciphertext = None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (the ciphertext is wiped)."""
+        return self._ciphertext is None
+
+    def __enter__(self) -> Enclave:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _fail_closed(self, verb: str) -> NoReturn:
         raise EnclaveError(
-            f"an enclave of {max(0, len(self._ciphertext) - _TAG_SIZE)} bytes failed "
+            f"this enclave is closed: close() wiped its ciphertext, so it cannot be {verb}. "
+            "Seal the secret again from its source if it is still needed."
+        ) from None
+
+    def _fail_authentication(self) -> NoReturn:
+        ciphertext = self._ciphertext or b""
+        raise EnclaveError(
+            f"an enclave of {max(0, len(ciphertext) - _TAG_SIZE)} bytes failed "
             "authentication: its ciphertext was altered (memory corruption, or code "
             "writing into the enclave's private fields). Nothing was decrypted; seal "
             "the secret again from its source."
@@ -493,9 +553,14 @@ class Enclave:
     # -- what an enclave is not ------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ciphertext) - _TAG_SIZE
+        ciphertext = self._ciphertext
+        if ciphertext is None:
+            self._fail_closed("measured")
+        return len(ciphertext) - _TAG_SIZE
 
     def __repr__(self) -> str:
+        if self._ciphertext is None:
+            return "<Enclave closed>"
         return f"<Enclave size={len(self)}>"
 
     __str__ = __repr__
