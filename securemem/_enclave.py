@@ -120,6 +120,9 @@ def readable_view(secret: SecureBytes) -> Iterator[memoryview]:
             view.release()
 
 
+_KeyParts = tuple[SecureBytes, SecureBytes, SecureBytes]
+
+
 class _ProcessKey:
     """The one sealing key of this process.
 
@@ -141,12 +144,12 @@ class _ProcessKey:
         self.transfer: mmap.mmap | None = None
 
     @property
-    def parts(self) -> tuple[SecureBytes, SecureBytes, SecureBytes] | None:
+    def parts(self) -> _KeyParts | None:
         """(left half, right half, scratch) of the key (None before the first seal,
         after a purge or a fork). The key is left XOR right; the scratch holds it
         whole only while a seal or an open runs, and zeros otherwise."""
         gate = self.gate
-        return None if gate is None else cast(tuple[SecureBytes, SecureBytes, SecureBytes], gate.parts)
+        return None if gate is None else cast(_KeyParts, gate.parts)
 
     @property
     def users(self) -> int:
@@ -344,7 +347,13 @@ def _encrypt_into(
         # Built, used and dropped while the key is whole: the expanded key in
         # OpenSSL's heap lives no longer than this seal. Written straight into the
         # enclave's own buffer, the one copy close() wipes.
-        cipher_class(key).encrypt_into(nonce, plaintext, _ASSOCIATED_DATA, ciphertext)
+        # cryptography takes any buffer, though its hints name only bytes, bytearray
+        # and memoryview: the SecureBytes itself, no view to make and release. The
+        # cipher is never bound to a name: a traceback keeps a frame's locals alive,
+        # and with them a cipher's expanded key.
+        cipher_class(key).encrypt_into(  # type: ignore[arg-type]
+            nonce, plaintext, _ASSOCIATED_DATA, ciphertext
+        )
     finally:
         # Here, in the calling function: OpenSSL returns with the key schedule in
         # vector registers and the last plaintext block on the stack (_scrub).
@@ -359,9 +368,12 @@ def _decrypt_into(
     plaintext: SecureBytes,
 ) -> None:
     # The SecureBytes itself as the target: its buffer export refuses once a purge
-    # closed it (the caller turns that into EnclaveError).
+    # closed it (the caller turns that into EnclaveError). Any buffer, and no name for
+    # the cipher (see _encrypt_into): an InvalidTag's traceback must not keep it alive.
     try:
-        cipher_class(key).decrypt_into(nonce, ciphertext, _ASSOCIATED_DATA, plaintext)
+        cipher_class(key).decrypt_into(  # type: ignore[arg-type]
+            nonce, ciphertext, _ASSOCIATED_DATA, plaintext  # type: ignore[arg-type]
+        )
     finally:
         scrub_after_native()  # also after InvalidTag: the plaintext was there
 

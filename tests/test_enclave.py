@@ -31,8 +31,9 @@ from securemem import (
     SecureMemoryError,
     _enclave,
     _procfs,
+    purge,
 )
-from securemem._binding import ReadGate
+from securemem._binding import ReadGate, open_secret_count
 from tests import stackview
 from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
@@ -207,6 +208,159 @@ def test_a_closed_securebytes_cannot_be_sealed() -> None:
         Enclave(secret)
 
 
+# -- closing ----------------------------------------------------------------------------
+
+
+def test_close_is_idempotent_and_every_later_use_says_closed() -> None:
+    enclave = Enclave(b"closed soon")
+    assert not enclave.closed
+    enclave.close()
+    enclave.close()
+    assert enclave.closed and repr(enclave) == "<Enclave closed>"
+    for use in (enclave.open, lambda: len(enclave)):
+        with pytest.raises(EnclaveError, match="this enclave is closed: close\\(\\) wiped"):
+            use()
+    with pytest.raises(TypeError):
+        pickle.dumps(enclave)
+
+
+def test_a_with_block_closes_the_enclave_also_on_an_exception() -> None:
+    with Enclave(b"in a block") as enclave:
+        assert opened(enclave) == b"in a block"
+    assert enclave.closed
+    with pytest.raises(RuntimeError), Enclave(b"raised in a block") as other:
+        raise RuntimeError
+    assert other.closed
+
+
+def test_close_wipes_the_ciphertext_from_memory() -> None:
+    enclave = Enclave(b"the ciphertext of this goes away")
+    opened(enclave)
+    assert enclave._ciphertext is not None
+    kept = memoryview(enclave._ciphertext)  # an export someone holds: wiped in place all the same
+    with Marker.copy_of(enclave._ciphertext) as marker:
+        # The control, and the proof that sealing and opening made no other copy.
+        assert len(marker.scan().found) == 1
+        enclave.close()
+        assert marker.scan().found == [], marker.scan().describe()
+    assert kept == bytes(len(kept))
+    kept.release()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_close_inside_an_open_returns_nothing(
+    when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # User code that runs inside open() (a finalizer, a profiler, a signal handler) and
+    # closes the enclave, before or after the decryption.
+    enclave = Enclave(b"closed while being opened")
+    real_class, invalid_tag = _enclave._aead()
+
+    class ClosingMidway:
+        def __init__(self, key: SecureBytes) -> None:
+            self.real = real_class(key)  # type: ignore[arg-type]
+
+        def decrypt_into(self, *args: object) -> None:
+            if when == "before":
+                enclave.close()
+            self.real.decrypt_into(*args)  # type: ignore[arg-type]
+            if when == "after":
+                enclave.close()
+
+    monkeypatch.setattr(_enclave, "_cipher", (ClosingMidway, invalid_tag))
+    before = open_secret_count()
+    with pytest.raises(EnclaveError, match="this enclave is closed"):
+        enclave.open()
+    assert open_secret_count() == before, "the plaintext was closed (wiped), not returned"
+    assert enclave.closed
+
+
+def test_a_close_from_another_thread_during_an_open_returns_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    enclave = Enclave(b"closed by another thread")
+    real_class, invalid_tag = _enclave._aead()
+    inside, closed = threading.Event(), threading.Event()
+
+    class Waiting:  # the real cipher, pausing between its build and its decryption
+        def __init__(self, key: SecureBytes) -> None:
+            self.real = real_class(key)  # type: ignore[arg-type]
+
+        def decrypt_into(self, *args: object) -> None:
+            inside.set()
+            assert closed.wait(30)
+            self.real.decrypt_into(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_enclave, "_cipher", (Waiting, invalid_tag))
+    outcome: list[BaseException | SecureBytes] = []
+
+    def open_it() -> None:
+        try:
+            outcome.append(enclave.open())
+        except BaseException as error:
+            outcome.append(error)
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    assert inside.wait(30)
+    enclave.close()
+    closed.set()
+    opener.join()
+    monkeypatch.undo()
+    assert len(outcome) == 1 and isinstance(outcome[0], EnclaveError), outcome
+    assert "this enclave is closed" in str(outcome[0])
+    assert key_at_rest() == (0, True)
+
+
+def test_close_and_purge_in_either_order() -> None:
+    closed_first, purged_first = Enclave(b"closed, then purged"), Enclave(b"purged, then closed")
+    closed_first.close()
+    purge()
+    with pytest.raises(EnclaveError, match="this enclave is closed"):
+        closed_first.open()  # closed says more than "sealed under a lost key"
+    with pytest.raises(EnclaveError, match="purge"):
+        purged_first.open()
+    purged_first.close()  # still wipes what is left
+    assert purged_first.closed
+    with pytest.raises(EnclaveError, match="this enclave is closed"):
+        purged_first.open()
+
+
+CLOSE_AND_FORK = """
+import json, os
+from securemem import Enclave, EnclaveError
+Enclave.share_with_children()
+closed, kept = Enclave(b"closed before the fork"), Enclave(b"kept open")
+closed.close()
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    report = {"child_closed": closed.closed}
+    try:
+        closed.open()
+    except EnclaveError as error:
+        report["child_error"] = str(error)
+    with kept.open() as secret:
+        report["child_opens_kept"] = secret == b"kept open"
+    kept.close()  # the child's copy only
+    os.write(write_end, json.dumps(report).encode())
+    os._exit(0)
+os.close(write_end)
+report = json.loads(os.read(read_end, 1 << 16))
+os.waitpid(pid, 0)
+with kept.open() as secret:
+    report["parent_still_opens_kept"] = secret == b"kept open"
+print(json.dumps(report))
+"""
+
+
+def test_a_closed_enclave_stays_closed_in_a_forked_child_and_a_child_closes_its_own_copy() -> None:
+    report = fork_report(CLOSE_AND_FORK)
+    assert report["child_closed"] is True
+    assert "this enclave is closed" in str(report["child_error"])
+    assert report["child_opens_kept"] and report["parent_still_opens_kept"]
+
+
 # -- tampering --------------------------------------------------------------------------
 
 
@@ -231,10 +385,11 @@ def test_any_flipped_bit_is_refused(field: str) -> None:
 def test_truncated_or_swapped_ciphertexts_are_refused() -> None:
     first, second = Enclave(b"first secret 16b"), Enclave(b"second secret16b")
     good = first._ciphertext
+    assert good is not None
     first._ciphertext = good[:-1]
     with pytest.raises(EnclaveError):
         first.open()
-    first._ciphertext = b"short"
+    first._ciphertext = bytearray(b"short")
     with pytest.raises(EnclaveError, match="0 bytes"):
         first.open()
     first._ciphertext = second._ciphertext  # another enclave's ciphertext, own nonce
@@ -247,13 +402,18 @@ def test_truncated_or_swapped_ciphertexts_are_refused() -> None:
 def test_a_refused_open_leaves_no_plaintext_in_memory() -> None:
     with Marker(40) as marker:
         enclave = Enclave(marker.view())
+        assert enclave._ciphertext is not None
         altered = bytearray(enclave._ciphertext)
         altered[-1] ^= 1  # the tag: cryptography writes the plaintext before checking it
-        enclave._ciphertext = bytes(altered)
+        enclave._ciphertext = altered
         with pytest.raises(EnclaveError) as caught:
             enclave.open()
         assert marker.scan().found == []
         assert "failed authentication" in str(caught.value)
+        # The error and its traceback are alive here: no frame of theirs may hold a cipher
+        # (an AEAD object keeps the expanded key, which starts with the key itself).
+        with whole_key_marker() as key:
+            assert key.scan().found == []
 
 
 # -- copies in memory and the key's protection ----------------------------------------
@@ -305,7 +465,7 @@ def test_the_key_is_whole_only_during_an_operation(monkeypatch: pytest.MonkeyPat
     def spy(key: SecureBytes) -> AESGCMSIV:
         users, wiped = key_at_rest()
         seen.append((users == 1, wiped))  # inside the operation, the key in use
-        return real_class(key)
+        return real_class(key)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_enclave, "_cipher", (spy, invalid_tag))
     opened(Enclave(b"during"))
@@ -318,19 +478,20 @@ def test_the_key_gate_checks_what_it_is_given() -> None:
     def parts(*sizes: int) -> list[SecureBytes]:
         return [SecureBytes.random(size, guarded=True) for size in sizes]
 
+    first, second, short = parts(32, 32, 16)
     with pytest.raises(TypeError, match="guarded SecureBytes, not bytes"):
-        ReadGate(b"not a secret", *parts(32, 32))  # type: ignore[arg-type]
+        ReadGate(b"not a secret", first, second)  # type: ignore[arg-type]
     with SecureBytes(32) as packed, pytest.raises(ValueError, match="guarded=True"):
-        ReadGate(*parts(32, 32), packed)
+        ReadGate(first, second, packed)
     with pytest.raises(ValueError, match="same, non-zero size"):
-        ReadGate(*parts(32, 32, 16))
+        ReadGate(first, second, short)
     left = parts(32)[0]
     with pytest.raises(ValueError, match="three distinct"):
         ReadGate(left, left, parts(32)[0])
     closed = parts(32)[0]
     closed.close()
     with pytest.raises(SecureBytesClosedError):
-        ReadGate(*parts(32, 32), closed)
+        ReadGate(first, second, closed)
     left, right, scratch = parts(32, 32, 32)
     with left.view() as a, right.view() as b:
         expected = bytes(x ^ y for x, y in zip(a, b, strict=True))  # test data only
@@ -358,7 +519,7 @@ def test_the_key_gate_checks_what_it_is_given() -> None:
         gate.call(len)
     with pytest.raises(TypeError, match="never initialised"):
         ReadGate.__new__(ReadGate).call(len)
-    for part in (left, scratch):
+    for part in (left, scratch, first, second, short):
         part.close()
 
 
