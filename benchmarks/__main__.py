@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     step("access: copy-in and s[i]")
     results["access"] = _workloads.access(budget, repeats)
+    step("enclave: open + close against an AEAD build + decrypt")
+    results["enclave"] = _workloads.enclave(budget, repeats)
     step("report and chart")
     results["targets"] = _report.targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -484,7 +484,9 @@ class Enclave:
         plaintext = SecureBytes(size)  # before the key: a full memory lock costs it nothing
         purges = purge_count()
         try:
-            gate, _ = _KEY.current(self._epoch)
+            gate = _KEY.gate  # the usual case inline (an open is a hot path); else current()
+            if gate is None or gate.closed or self._epoch != _KEY.epoch:
+                gate, _ = _KEY.current(self._epoch)
             gate.call(_decrypt_into, cipher_class, self._nonce, ciphertext, plaintext)
         except BaseException as error:
             # On InvalidTag cryptography has written unauthenticated bytes: close wipes them.
