@@ -21,13 +21,20 @@ The choices, and why:
   own analysis allows far more messages per key than that. So the key is not
   rotated: a long-lived process would need 2**32 seals (about six hours of nothing
   but sealing at this module's speed) before the collision chance reached 2**-33.
-* **The key** is 32 bytes in a guarded :class:`~securemem.SecureBytes` (its own
-  locked page between guard pages, out of core dumps, wiped on fork), kept
-  ``"noaccess"`` except while a seal or an open uses it: a stray read of it kills
-  the process instead of leaking it. Several threads may seal and open at once; a
-  count of users makes the page readable for the first and no-access again after
-  the last, so no thread's re-protect faults another mid-operation. The count and
-  the protection change in one native call with the GIL held (see below).
+* **The key** is 32 random bytes that are never stored whole: two halves, key =
+  left XOR right, each in a guarded :class:`~securemem.SecureBytes` of its own
+  (its own locked page between guard pages, out of core dumps, wiped on fork, made
+  read-only). Either half alone is uniformly random and independent of the key, so
+  a read of any one page (an overread, a stray pointer, a page that leaks) learns
+  nothing. A third guarded page, the scratch, holds the whole key while a seal or
+  an open runs and zeros otherwise. Several threads may seal and open at once; a
+  count of users fills the scratch for the first and wipes it after the last, so
+  no thread's wipe pulls the key from under another. The count and the scratch
+  change in one native call with the GIL held (see below). This replaced a single
+  key page kept ``"noaccess"`` between operations: its two ``mprotect`` calls per
+  operation cost 1.9 us, more than half an open; combining and wiping 32 bytes
+  costs nanoseconds. What it gave up, and why that is acceptable, is in
+  docs/threat-model.md.
 * **The AEAD object** lives only for one seal or open. OpenSSL keeps the expanded
   key in its ordinary (unlocked) heap while such an object is alive; building one
   per operation and dropping it at once bounds that copy to the operation (it is
@@ -45,11 +52,19 @@ call used is wiped (``securemem._scrub``): OpenSSL returns with the AES key sche
 vector registers and AES-GCM-SIV leaves the last partial plaintext block on the stack.
 
 A ``KeyboardInterrupt`` (or any exception) may cut a seal or an open short, in any
-thread's process-directed signal, and never leaves the key readable: the key's use
-count and its page protection change together inside one native call
-(``ReadGate.call``, securemem/_c/core/readgate.c), which closes the page again
-before any exception leaves it. A half-written plaintext is closed (wiped) on the
-way out, or wiped when its SecureBytes is dropped.
+thread's process-directed signal, and never leaves the key whole: the key's use
+count and the scratch change together inside one native call (``ReadGate.call``,
+securemem/_c/core/readgate.c), which wipes the scratch again before any exception
+leaves it. A half-written plaintext is closed (wiped) on the way out, or wiped when
+its SecureBytes is dropped.
+
+**Closing.** An enclave's ciphertext is one ``bytearray``, written in place by the
+seal (``encrypt_into``: no other copy is made) and zeroed in place by
+:meth:`Enclave.close` before the enclave counts as closed, so an interrupt cannot
+leave it behind. An :meth:`Enclave.open` that a close overlaps (another thread, or
+code that runs inside the open: a finalizer, a profiler, a signal handler) returns
+nothing: it checks after the decryption that the enclave is still open, and closes
+(wipes) the plaintext if not.
 """
 
 from __future__ import annotations
@@ -389,9 +404,10 @@ class Enclave:
     limit: a million 32-byte enclaves cost the locked page of the one process key.
 
     Sealing uses AES-GCM-SIV (nonce-misuse resistant) with a random 96-bit nonce per
-    seal under a per-process key kept in a guarded SecureBytes that is no-access except
-    during a seal or an open; the documentation's memguard page explains each choice,
-    and the bound on seals per key. An enclave
+    seal under a per-process key held as two halves on guarded pages of their own and
+    put together only during a seal or an open; the documentation's memguard page
+    explains each choice, and the bound on seals per key. :meth:`close` (or a ``with``
+    block) wipes the ciphertext; a closed enclave can no longer be opened. An enclave
     whose ciphertext was altered raises :class:`~securemem.EnclaveError` when opened,
     and so does one sealed by another process (a forked child does not get the key,
     unless :meth:`share_with_children` was called). Needs ``securemem[crypto]``.

@@ -557,7 +557,7 @@ def test_seal_and_open_leave_no_plaintext_or_key_on_the_stack() -> None:
 # -- interrupts and threads -------------------------------------------------------------
 
 
-def test_interrupts_never_leave_the_key_readable() -> None:
+def test_interrupts_never_leave_the_key_whole() -> None:
     enclave = Enclave(b"interrupted open")
     main = threading.get_ident()
     stop = threading.Event()
@@ -668,7 +668,7 @@ print(json.dumps({"interrupts": interrupts, "points": points[0], "missed": misse
 
 
 @pytest.mark.parametrize("idle_threads", [1, 3])
-def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable(idle_threads: int) -> None:
+def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_whole(idle_threads: int) -> None:
     sweeps = 5
     result = run_python(INTERRUPTED_WITH_THREADS, str(idle_threads), str(sweeps))
     assert result.returncode == 0, result.stderr
@@ -747,7 +747,7 @@ print(json.dumps({"seen": seen, "users": _enclave._KEY.users,
 """
 
 
-def test_a_key_in_use_stays_readable_when_another_thread_finishes_with_it() -> None:
+def test_a_key_in_use_stays_whole_when_another_thread_finishes_with_it() -> None:
     result = run_python(OVERLAP, "counted")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"seen": [True, True], "users": 0, "wiped": True}
