@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     results["access"] = _workloads.access(budget, repeats)
     step("key loading: OpenSSH RSA-3072")
     results["key_load"] = _keyload.openssh_rsa(3072, 2 if quick else 7)
+    step("enclave: open + close against an AEAD build + decrypt")
+    results["enclave"] = _workloads.enclave(budget, repeats)
     step("report and chart")
     results["targets"] = _report.targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)

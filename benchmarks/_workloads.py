@@ -383,3 +383,46 @@ def access(budget_s: float, repeats: int) -> dict[str, Any]:
             "copy_in": interleaved(_copy_in_loops(source), ACCESS_SIZE, budget_s, repeats),
             "getitem": interleaved(_getitem_loops(secret, plain), ACCESS_SIZE, budget_s, repeats),
         }
+
+
+# -- 9. enclave -------------------------------------------------------------
+
+ENCLAVE_SIZE = 32
+
+
+def _enclave_loops() -> dict[str, Callable[[int, int], int]]:
+    """``enclave.open().close()`` of a 32-byte secret against its floor: one
+    ChaCha20-Poly1305 built and decrypting 32 bytes (what an open cannot do without:
+    an AEAD made for the operation, one decryption)."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from securemem import Enclave
+
+    enclave = Enclave(os.urandom(ENCLAVE_SIZE))
+    key, nonce, target = bytearray(os.urandom(32)), os.urandom(12), bytearray(ENCLAVE_SIZE)
+    sealed = ChaCha20Poly1305(key).encrypt(nonce, os.urandom(ENCLAVE_SIZE), None)
+
+    def securemem(size: int, n: int) -> int:
+        open_ = enclave.open
+        start = time.thread_time_ns()
+        for _ in repeat(None, n):
+            open_().close()
+        return time.thread_time_ns() - start
+
+    def floor(size: int, n: int) -> int:
+        cipher = ChaCha20Poly1305
+        start = time.thread_time_ns()
+        for _ in repeat(None, n):
+            cipher(key).decrypt_into(nonce, sealed, None, target)
+        return time.thread_time_ns() - start
+
+    return {"enclave_open_close": securemem, "chacha20poly1305_build_decrypt": floor}
+
+
+def enclave(budget_s: float, repeats: int) -> dict[str, Any]:
+    """ns per enclave open + close and per ChaCha20-Poly1305 build + decrypt of 32 bytes,
+    the two loops taking turns as in the round trip."""
+    return {
+        "size": ENCLAVE_SIZE,
+        "times": interleaved(_enclave_loops(), ENCLAVE_SIZE, budget_s, repeats),
+    }

@@ -21,13 +21,20 @@ The choices, and why:
   own analysis allows far more messages per key than that. So the key is not
   rotated: a long-lived process would need 2**32 seals (about six hours of nothing
   but sealing at this module's speed) before the collision chance reached 2**-33.
-* **The key** is 32 bytes in a guarded :class:`~securemem.SecureBytes` (its own
-  locked page between guard pages, out of core dumps, wiped on fork), kept
-  ``"noaccess"`` except while a seal or an open uses it: a stray read of it kills
-  the process instead of leaking it. Several threads may seal and open at once; a
-  count of users makes the page readable for the first and no-access again after
-  the last, so no thread's re-protect faults another mid-operation. The count and
-  the protection change in one native call with the GIL held (see below).
+* **The key** is 32 random bytes that are never stored whole: two halves, key =
+  left XOR right, each in a guarded :class:`~securemem.SecureBytes` of its own
+  (its own locked page between guard pages, out of core dumps, wiped on fork, made
+  read-only). Either half alone is uniformly random and independent of the key, so
+  a read of any one page (an overread, a stray pointer, a page that leaks) learns
+  nothing. A third guarded page, the scratch, holds the whole key while a seal or
+  an open runs and zeros otherwise. Several threads may seal and open at once; a
+  count of users fills the scratch for the first and wipes it after the last, so
+  no thread's wipe pulls the key from under another. The count and the scratch
+  change in one native call with the GIL held (see below). This replaced a single
+  key page kept ``"noaccess"`` between operations: its two ``mprotect`` calls per
+  operation cost 1.9 us, more than half an open; combining and wiping 32 bytes
+  costs nanoseconds. What it gave up, and why that is acceptable, is in
+  docs/threat-model.md.
 * **The AEAD object** lives only for one seal or open. OpenSSL keeps the expanded
   key in its ordinary (unlocked) heap while such an object is alive; building one
   per operation and dropping it at once bounds that copy to the operation (it is
@@ -45,11 +52,19 @@ call used is wiped (``securemem._scrub``): OpenSSL returns with the AES key sche
 vector registers and AES-GCM-SIV leaves the last partial plaintext block on the stack.
 
 A ``KeyboardInterrupt`` (or any exception) may cut a seal or an open short, in any
-thread's process-directed signal, and never leaves the key readable: the key's use
-count and its page protection change together inside one native call
-(``ReadGate.call``, securemem/_c/core/readgate.c), which closes the page again
-before any exception leaves it. A half-written plaintext is closed (wiped) on the
-way out, or wiped when its SecureBytes is dropped.
+thread's process-directed signal, and never leaves the key whole: the key's use
+count and the scratch change together inside one native call (``ReadGate.call``,
+securemem/_c/core/readgate.c), which wipes the scratch again before any exception
+leaves it. A half-written plaintext is closed (wiped) on the way out, or wiped when
+its SecureBytes is dropped.
+
+**Closing.** An enclave's ciphertext is one ``bytearray``, written in place by the
+seal (``encrypt_into``: no other copy is made) and zeroed in place by
+:meth:`Enclave.close` before the enclave counts as closed, so an interrupt cannot
+leave it behind. An :meth:`Enclave.open` that a close overlaps (another thread, or
+code that runs inside the open: a finalizer, a profiler, a signal handler) returns
+nothing: it checks after the decryption that the enclave is still open, and closes
+(wipes) the plaintext if not.
 """
 
 from __future__ import annotations
@@ -111,11 +126,14 @@ def readable_view(secret: SecureBytes) -> Iterator[memoryview]:
             view.release()
 
 
+_KeyParts = tuple[SecureBytes, SecureBytes, SecureBytes]
+
+
 class _ProcessKey:
     """The one sealing key of this process.
 
-    ``gate`` keeps the key no-access except while a seal or an open runs
-    (:class:`securemem._core.ReadGate`: the count of users and the page's protection
+    ``gate`` holds the key as two halves and puts it together only while a seal or an
+    open runs (:class:`securemem._core.ReadGate`: the count of users and the whole key
     change together in one native call, so no interrupt can part them). ``epoch``
     names the key: an enclave remembers the epoch it was sealed under, and a process
     that no longer holds that key (a forked child that was not given it, or one
@@ -132,10 +150,12 @@ class _ProcessKey:
         self.transfer: mmap.mmap | None = None
 
     @property
-    def key(self) -> SecureBytes | None:
-        """The key's SecureBytes (None before the first seal, after a purge or a fork)."""
+    def parts(self) -> _KeyParts | None:
+        """(left half, right half, scratch) of the key (None before the first seal,
+        after a purge or a fork). The key is left XOR right; the scratch holds it
+        whole only while a seal or an open runs, and zeros otherwise."""
         gate = self.gate
-        return None if gate is None else cast(SecureBytes, gate.secret)
+        return None if gate is None else cast(_KeyParts, gate.parts)
 
     @property
     def users(self) -> int:
@@ -154,6 +174,9 @@ class _ProcessKey:
         against asynchronous exceptions), and a lock left held would hang every later
         seal and open. Only making the key (first use, after a purge or a fork) locks.
         """
+        gate, current_epoch = self.gate, self.epoch
+        if gate is not None and not gate.closed and epoch in (None, current_epoch):
+            return gate, current_epoch  # the usual case, in as few steps as it takes
         self.forget_if_purged()
         self._check_epoch(epoch)
         gate, current_epoch = self.gate, self.epoch
@@ -185,7 +208,7 @@ class _ProcessKey:
         dropping the gate here takes nothing from under them.
         """
         gate = self.gate
-        if gate is None or not gate.secret.closed:
+        if gate is None or not gate.closed:
             return
         self.epoch += 1
         self.lost_reason = (
@@ -198,20 +221,26 @@ class _ProcessKey:
     def _make_key(self, source: memoryview | None) -> None:
         """A new key: random, or copied from ``source`` (the parent's, after fork).
 
-        An interrupt before the gate is stored drops the new key, and dropping a
-        SecureBytes wipes it.
+        Two random halves make a random key; a given key is split as source XOR a
+        random half. An interrupt before the gate is stored drops the new parts, and
+        dropping a SecureBytes wipes it.
         """
+        left = SecureBytes.random(_KEY_SIZE, guarded=True)
         if source is None:
-            key = SecureBytes.random(_KEY_SIZE, guarded=True)
+            right = SecureBytes.random(_KEY_SIZE, guarded=True)
         else:
-            key = SecureBytes(source, guarded=True)
-        self.gate = ReadGate(key)  # no-access from here on
+            right = SecureBytes(_KEY_SIZE, guarded=True)
+            with left.view() as mask, right.view() as target:
+                for index in range(_KEY_SIZE):  # small ints: no copy of a key byte is made
+                    target[index] = source[index] ^ mask[index]
+        scratch = SecureBytes(_KEY_SIZE, guarded=True)
+        self.gate = ReadGate(left, right, scratch)  # halves read-only from here
 
     # -- fork -----------------------------------------------------------------
 
     def before_fork(self) -> None:
         """With sharing on, copy the key where the child will find it (see after_fork_*)."""
-        if not self.share or self.key is None:
+        if not self.share or self.gate is None:
             return
         # A private mapping of our own: inherited copy-on-write (the key's own page is
         # wiped in the child), kept out of core dumps, locked where the limit allows.
@@ -233,7 +262,7 @@ class _ProcessKey:
     def after_fork_in_child(self) -> None:
         # Whatever another thread of the parent was doing with the key is gone with it.
         self.lock = threading.Lock()
-        self.gate = None  # the parent's key: wiped here, and not ours to free
+        self.gate = None  # the parent's key parts: wiped here, and not ours to free
         if self.transfer is None:
             self.epoch += 1
             self.lost_reason = (
@@ -269,7 +298,7 @@ class _ProcessKey:
         transfer.close()
 
 
-def _copy_key_into(key: memoryview, transfer: mmap.mmap) -> None:
+def _copy_key_into(key: SecureBytes, transfer: mmap.mmap) -> None:
     transfer[:_KEY_SIZE] = key
 
 
@@ -313,13 +342,24 @@ def _check_no_purge(before: int, done: str) -> None:
 # no-access again when they return or raise, whatever they raise).
 
 
-def _encrypt(
-    key: memoryview, cipher_class: type[AESGCMSIV], nonce: bytes, plaintext: memoryview
-) -> bytes:
+def _encrypt_into(
+    key: SecureBytes,
+    cipher_class: type[AESGCMSIV],
+    nonce: bytes,
+    plaintext: memoryview,
+    ciphertext: bytearray,
+) -> None:
     try:
-        # Built, used and dropped while the key is readable: the expanded key in
-        # OpenSSL's heap lives no longer than this seal.
-        return cipher_class(key).encrypt(nonce, plaintext, _ASSOCIATED_DATA)
+        # Built, used and dropped while the key is whole: the expanded key in
+        # OpenSSL's heap lives no longer than this seal. Written straight into the
+        # enclave's own buffer, the one copy close() wipes.
+        # cryptography takes any buffer, though its hints name only bytes, bytearray
+        # and memoryview: the SecureBytes itself, no view to make and release. The
+        # cipher is never bound to a name: a traceback keeps a frame's locals alive,
+        # and with them a cipher's expanded key.
+        cipher_class(key).encrypt_into(  # type: ignore[arg-type]
+            nonce, plaintext, _ASSOCIATED_DATA, ciphertext
+        )
     finally:
         # Here, in the calling function: OpenSSL returns with the key schedule in
         # vector registers and the last plaintext block on the stack (_scrub).
@@ -327,18 +367,21 @@ def _encrypt(
 
 
 def _decrypt_into(
-    key: memoryview,
+    key: SecureBytes,
     cipher_class: type[AESGCMSIV],
     nonce: bytes,
-    ciphertext: bytes,
+    ciphertext: bytearray,
     plaintext: SecureBytes,
 ) -> None:
-    target = plaintext.view()  # a closed plaintext (a purge) raises SecureBytesClosedError
+    # The SecureBytes itself as the target: its buffer export refuses once a purge
+    # closed it (the caller turns that into EnclaveError). Any buffer, and no name for
+    # the cipher (see _encrypt_into): an InvalidTag's traceback must not keep it alive.
     try:
-        cipher_class(key).decrypt_into(nonce, ciphertext, _ASSOCIATED_DATA, target)
+        cipher_class(key).decrypt_into(  # type: ignore[arg-type]
+            nonce, ciphertext, _ASSOCIATED_DATA, plaintext  # type: ignore[arg-type]
+        )
     finally:
         scrub_after_native()  # also after InvalidTag: the plaintext was there
-        target.release()
 
 
 class Enclave:
@@ -352,9 +395,10 @@ class Enclave:
     limit: a million 32-byte enclaves cost the locked page of the one process key.
 
     Sealing uses AES-GCM-SIV (nonce-misuse resistant) with a random 96-bit nonce per
-    seal under a per-process key kept in a guarded SecureBytes that is no-access except
-    during a seal or an open; the documentation's memguard page explains each choice,
-    and the bound on seals per key. An enclave
+    seal under a per-process key held as two halves on guarded pages of their own and
+    put together only during a seal or an open; the documentation's memguard page
+    explains each choice, and the bound on seals per key. :meth:`close` (or a ``with``
+    block) wipes the ciphertext; a closed enclave can no longer be opened. An enclave
     whose ciphertext was altered raises :class:`~securemem.EnclaveError` when opened,
     and so does one sealed by another process (a forked child does not get the key,
     unless :meth:`share_with_children` was called). Needs ``securemem[crypto]``.
@@ -365,6 +409,8 @@ class Enclave:
     """
 
     __slots__ = ("_ciphertext", "_epoch", "_nonce")
+
+    _ciphertext: bytearray | None  # None once closed (wiped first)
 
     def __init__(self, secret: SecureBytes | Buffer) -> None:
         if isinstance(secret, (str, int)) or secret is None:
@@ -392,7 +438,8 @@ class Enclave:
         purges = purge_count()  # before the key is taken: see _check_no_purge
         try:
             gate, epoch = _KEY.current(None)
-            ciphertext = gate.call(_encrypt, cipher_class, nonce, plaintext)
+            ciphertext = bytearray(plaintext.nbytes + _TAG_SIZE)
+            gate.call(_encrypt_into, cipher_class, nonce, plaintext, ciphertext)
         except Exception:
             _check_no_purge(purges, "sealed")  # a purge's doing: say so, one error type
             raise
@@ -429,37 +476,80 @@ class Enclave:
     def open(self) -> SecureBytes:
         """The secret, decrypted into a new SecureBytes (close it, or use ``with``).
 
-        Raises :class:`~securemem.EnclaveError` if the ciphertext was altered (nothing
-        is returned, the partial output is wiped) or if this process does not hold
-        the key it was sealed under.
+        Raises :class:`~securemem.EnclaveError` if the enclave was closed (also by a
+        :meth:`close` that overlapped this call: the plaintext is wiped, nothing is
+        returned), if the ciphertext was altered (nothing is returned, the partial
+        output is wiped) or if this process does not hold the key it was sealed under.
         """
-        size = len(self._ciphertext) - _TAG_SIZE
+        ciphertext = self._ciphertext
+        if ciphertext is None:
+            self._fail_closed("opened")
+        size = len(ciphertext) - _TAG_SIZE
         if size < 0:
             self._fail_authentication()
-        cipher_class, invalid_tag = _aead()
+        cipher_class, invalid_tag = _cipher or _aead()
         plaintext = SecureBytes(size)  # before the key: a full memory lock costs it nothing
         purges = purge_count()
         try:
-            gate, _ = _KEY.current(self._epoch)
-            gate.call(_decrypt_into, cipher_class, self._nonce, self._ciphertext, plaintext)
+            gate = _KEY.gate  # the usual case inline (an open is a hot path); else current()
+            if gate is None or gate.closed or self._epoch != _KEY.epoch:
+                gate, _ = _KEY.current(self._epoch)
+            gate.call(_decrypt_into, cipher_class, self._nonce, ciphertext, plaintext)
         except BaseException as error:
             # On InvalidTag cryptography has written unauthenticated bytes: close wipes them.
             plaintext.close()
             if isinstance(error, Exception):
                 _check_no_purge(purges, "opened")  # a wiped key fails the tag too: say why
             if isinstance(error, invalid_tag):
+                if self._ciphertext is not ciphertext or not any(ciphertext):
+                    self._fail_closed("opened")  # a close() overlapped: it wiped first
                 self._fail_authentication()
             raise
-        try:
+        if purge_count() != purges or self._ciphertext is not ciphertext:
+            plaintext.close()  # a purge or a close() overlapped: return nothing
             _check_no_purge(purges, "opened")
-        except EnclaveError:
-            plaintext.close()
-            raise
+            self._fail_closed("opened")
         return plaintext
 
-    def _fail_authentication(self) -> NoReturn:
+    # -- closing ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wipe the ciphertext and refuse every later :meth:`open` (idempotent).
+
+        The ciphertext's bytes are zeroed in place, the enclave's one copy, before the
+        enclave counts as closed: an interrupt cannot leave them behind. After this,
+        :meth:`open` and ``len()`` raise :class:`~securemem.EnclaveError`. An
+        :meth:`open` running at the same time in another thread returns nothing.
+        ``with Enclave(secret) as enclave:`` closes on leaving the block.
+        """
+        ciphertext = self._ciphertext
+        if ciphertext is None:
+            return
+        if ciphertext:
+            lib.sm_wipe(ffi.from_buffer(ciphertext, require_writable=True), len(ciphertext))
+        self._ciphertext = None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (the ciphertext is wiped)."""
+        return self._ciphertext is None
+
+    def __enter__(self) -> Enclave:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _fail_closed(self, verb: str) -> NoReturn:
         raise EnclaveError(
-            f"an enclave of {max(0, len(self._ciphertext) - _TAG_SIZE)} bytes failed "
+            f"this enclave is closed: close() wiped its ciphertext, so it cannot be {verb}. "
+            "Seal the secret again from its source if it is still needed."
+        ) from None
+
+    def _fail_authentication(self) -> NoReturn:
+        ciphertext = self._ciphertext or b""
+        raise EnclaveError(
+            f"an enclave of {max(0, len(ciphertext) - _TAG_SIZE)} bytes failed "
             "authentication: its ciphertext was altered (memory corruption, or code "
             "writing into the enclave's private fields). Nothing was decrypted; seal "
             "the secret again from its source."
@@ -484,9 +574,14 @@ class Enclave:
     # -- what an enclave is not ------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ciphertext) - _TAG_SIZE
+        ciphertext = self._ciphertext
+        if ciphertext is None:
+            self._fail_closed("measured")
+        return len(ciphertext) - _TAG_SIZE
 
     def __repr__(self) -> str:
+        if self._ciphertext is None:
+            return "<Enclave closed>"
         return f"<Enclave size={len(self)}>"
 
     __str__ = __repr__

@@ -5,7 +5,7 @@
 ``close()`` (wiped at once; memory under a live buffer export stays mapped, wiped,
 until the export is released), then every arena unlocks and unmaps the free pages it
 keeps (reserve, empty slabs, a prefetched region). The Python part only drops the
-enclave key's references, so the key's page goes too and no old enclave opens again.
+enclave key's references, so the key's pages go too and no old enclave opens again.
 
 :func:`purge_on_exit` installs an :mod:`atexit` hook and signal handlers that purge
 and then let the process end the way it would have without them.
@@ -60,7 +60,7 @@ def purge() -> int:
     closed = purge_secrets()
     lib.sm_secret_file_wipe_all()  # secret_file's copies: the paths read zeros from here
     _enclave.forget_key_if_purged()
-    release_free_pages()  # the key's page, unmapped when its view went just now
+    release_free_pages()  # the key's pages, unmapped when their last view went just now
     return closed
 
 

@@ -108,6 +108,7 @@ class Stream:
             secret = chunk.open()
             self._chunks.popleft()
             self._size -= len(chunk)
+            chunk.close()  # its ciphertext wiped, not left in freed memory
             return secret
 
     def read_into(self, buffer: Buffer) -> int:
@@ -148,6 +149,7 @@ class Stream:
                         self._chunks[0] = Enclave(rest)
                 else:
                     self._chunks.popleft()
+            chunk.close()  # read, or replaced by what is left of it: its ciphertext wiped
             self._size -= taken
             done += taken
         return done
@@ -171,6 +173,8 @@ class Stream:
             except BaseException:
                 whole.close()
                 raise
+            for chunk in self._chunks:
+                chunk.close()  # every ciphertext wiped, not left in freed memory
             self._chunks.clear()
             self._size = 0
             return whole

@@ -31,8 +31,9 @@ from securemem import (
     SecureMemoryError,
     _enclave,
     _procfs,
+    purge,
 )
-from securemem._binding import ReadGate
+from securemem._binding import ReadGate, open_secret_count
 from tests import stackview
 from tests.conftest import REPO, child_env, run_json, run_python
 from tests.memscan import Marker
@@ -44,13 +45,29 @@ def opened(enclave: Enclave) -> bytes:
         return bytes(secret.view())  # test data only: never do this with a real secret
 
 
-def key_state() -> tuple[int, frozenset[str]]:
-    """(users, the key page's VmFlags as the kernel reports them)."""
-    key = _enclave._KEY.key
-    assert key is not None
-    mapping = _procfs.mapping_at(key.address)
+def key_parts() -> tuple[SecureBytes, SecureBytes, SecureBytes]:
+    """(left half, right half, scratch) of the process key."""
+    parts = _enclave._KEY.parts
+    assert parts is not None
+    return parts
+
+
+def page_flags(secret: SecureBytes) -> frozenset[str]:
+    """The VmFlags of the page that holds ``secret``, as the kernel reports them."""
+    mapping = _procfs.mapping_at(secret.address)
     assert mapping is not None
-    return _enclave._KEY.users, mapping.flags
+    return mapping.flags
+
+
+def key_at_rest() -> tuple[int, bool]:
+    """(users, whether the scratch holds zeros: the key is nowhere whole)."""
+    return _enclave._KEY.users, key_parts()[2] == bytes(32)
+
+
+def whole_key_marker() -> Marker:
+    """A copy of the whole key (left XOR right) in a scan-excluded Marker."""
+    gate, _ = _enclave._KEY.current(None)
+    return gate.call(Marker.copy_of)
 
 
 # -- round trips ------------------------------------------------------------------------
@@ -106,7 +123,7 @@ def test_random_seals_fresh_csprng_bytes() -> None:
 def test_each_seal_draws_a_fresh_nonce() -> None:
     enclaves = [Enclave(b"same plaintext") for _ in range(2000)]
     assert len({e._nonce for e in enclaves}) == 2000
-    assert len({e._ciphertext for e in enclaves}) == 2000
+    assert len({bytes(e._ciphertext or b"") for e in enclaves}) == 2000
 
 
 # -- take -------------------------------------------------------------------------------
@@ -191,6 +208,159 @@ def test_a_closed_securebytes_cannot_be_sealed() -> None:
         Enclave(secret)
 
 
+# -- closing ----------------------------------------------------------------------------
+
+
+def test_close_is_idempotent_and_every_later_use_says_closed() -> None:
+    enclave = Enclave(b"closed soon")
+    assert not enclave.closed
+    enclave.close()
+    enclave.close()
+    assert enclave.closed and repr(enclave) == "<Enclave closed>"
+    for use in (enclave.open, lambda: len(enclave)):
+        with pytest.raises(EnclaveError, match="this enclave is closed: close\\(\\) wiped"):
+            use()
+    with pytest.raises(TypeError):
+        pickle.dumps(enclave)
+
+
+def test_a_with_block_closes_the_enclave_also_on_an_exception() -> None:
+    with Enclave(b"in a block") as enclave:
+        assert opened(enclave) == b"in a block"
+    assert enclave.closed
+    with pytest.raises(RuntimeError), Enclave(b"raised in a block") as other:
+        raise RuntimeError
+    assert other.closed
+
+
+def test_close_wipes_the_ciphertext_from_memory() -> None:
+    enclave = Enclave(b"the ciphertext of this goes away")
+    opened(enclave)
+    assert enclave._ciphertext is not None
+    kept = memoryview(enclave._ciphertext)  # an export someone holds: wiped in place all the same
+    with Marker.copy_of(enclave._ciphertext) as marker:
+        # The control, and the proof that sealing and opening made no other copy.
+        assert len(marker.scan().found) == 1
+        enclave.close()
+        assert marker.scan().found == [], marker.scan().describe()
+    assert kept == bytes(len(kept))
+    kept.release()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_close_inside_an_open_returns_nothing(
+    when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # User code that runs inside open() (a finalizer, a profiler, a signal handler) and
+    # closes the enclave, before or after the decryption.
+    enclave = Enclave(b"closed while being opened")
+    real_class, invalid_tag = _enclave._aead()
+
+    class ClosingMidway:
+        def __init__(self, key: SecureBytes) -> None:
+            self.real = real_class(key)  # type: ignore[arg-type]
+
+        def decrypt_into(self, *args: object) -> None:
+            if when == "before":
+                enclave.close()
+            self.real.decrypt_into(*args)  # type: ignore[arg-type]
+            if when == "after":
+                enclave.close()
+
+    monkeypatch.setattr(_enclave, "_cipher", (ClosingMidway, invalid_tag))
+    before = open_secret_count()
+    with pytest.raises(EnclaveError, match="this enclave is closed"):
+        enclave.open()
+    assert open_secret_count() == before, "the plaintext was closed (wiped), not returned"
+    assert enclave.closed
+
+
+def test_a_close_from_another_thread_during_an_open_returns_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    enclave = Enclave(b"closed by another thread")
+    real_class, invalid_tag = _enclave._aead()
+    inside, closed = threading.Event(), threading.Event()
+
+    class Waiting:  # the real cipher, pausing between its build and its decryption
+        def __init__(self, key: SecureBytes) -> None:
+            self.real = real_class(key)  # type: ignore[arg-type]
+
+        def decrypt_into(self, *args: object) -> None:
+            inside.set()
+            assert closed.wait(30)
+            self.real.decrypt_into(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_enclave, "_cipher", (Waiting, invalid_tag))
+    outcome: list[BaseException | SecureBytes] = []
+
+    def open_it() -> None:
+        try:
+            outcome.append(enclave.open())
+        except BaseException as error:
+            outcome.append(error)
+
+    opener = threading.Thread(target=open_it)
+    opener.start()
+    assert inside.wait(30)
+    enclave.close()
+    closed.set()
+    opener.join()
+    monkeypatch.undo()
+    assert len(outcome) == 1 and isinstance(outcome[0], EnclaveError), outcome
+    assert "this enclave is closed" in str(outcome[0])
+    assert key_at_rest() == (0, True)
+
+
+def test_close_and_purge_in_either_order() -> None:
+    closed_first, purged_first = Enclave(b"closed, then purged"), Enclave(b"purged, then closed")
+    closed_first.close()
+    purge()
+    with pytest.raises(EnclaveError, match="this enclave is closed"):
+        closed_first.open()  # closed says more than "sealed under a lost key"
+    with pytest.raises(EnclaveError, match="purge"):
+        purged_first.open()
+    purged_first.close()  # still wipes what is left
+    assert purged_first.closed
+    with pytest.raises(EnclaveError, match="this enclave is closed"):
+        purged_first.open()
+
+
+CLOSE_AND_FORK = """
+import json, os
+from securemem import Enclave, EnclaveError
+Enclave.share_with_children()
+closed, kept = Enclave(b"closed before the fork"), Enclave(b"kept open")
+closed.close()
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    report = {"child_closed": closed.closed}
+    try:
+        closed.open()
+    except EnclaveError as error:
+        report["child_error"] = str(error)
+    with kept.open() as secret:
+        report["child_opens_kept"] = secret == b"kept open"
+    kept.close()  # the child's copy only
+    os.write(write_end, json.dumps(report).encode())
+    os._exit(0)
+os.close(write_end)
+report = json.loads(os.read(read_end, 1 << 16))
+os.waitpid(pid, 0)
+with kept.open() as secret:
+    report["parent_still_opens_kept"] = secret == b"kept open"
+print(json.dumps(report))
+"""
+
+
+def test_a_closed_enclave_stays_closed_in_a_forked_child_and_a_child_closes_its_own_copy() -> None:
+    report = fork_report(CLOSE_AND_FORK)
+    assert report["child_closed"] is True
+    assert "this enclave is closed" in str(report["child_error"])
+    assert report["child_opens_kept"] and report["parent_still_opens_kept"]
+
+
 # -- tampering --------------------------------------------------------------------------
 
 
@@ -215,10 +385,11 @@ def test_any_flipped_bit_is_refused(field: str) -> None:
 def test_truncated_or_swapped_ciphertexts_are_refused() -> None:
     first, second = Enclave(b"first secret 16b"), Enclave(b"second secret16b")
     good = first._ciphertext
+    assert good is not None
     first._ciphertext = good[:-1]
     with pytest.raises(EnclaveError):
         first.open()
-    first._ciphertext = b"short"
+    first._ciphertext = bytearray(b"short")
     with pytest.raises(EnclaveError, match="0 bytes"):
         first.open()
     first._ciphertext = second._ciphertext  # another enclave's ciphertext, own nonce
@@ -231,13 +402,18 @@ def test_truncated_or_swapped_ciphertexts_are_refused() -> None:
 def test_a_refused_open_leaves_no_plaintext_in_memory() -> None:
     with Marker(40) as marker:
         enclave = Enclave(marker.view())
+        assert enclave._ciphertext is not None
         altered = bytearray(enclave._ciphertext)
         altered[-1] ^= 1  # the tag: cryptography writes the plaintext before checking it
-        enclave._ciphertext = bytes(altered)
+        enclave._ciphertext = altered
         with pytest.raises(EnclaveError) as caught:
             enclave.open()
         assert marker.scan().found == []
         assert "failed authentication" in str(caught.value)
+        # The error and its traceback are alive here: no frame of theirs may hold a cipher
+        # (an AEAD object keeps the expanded key, which starts with the key itself).
+        with whole_key_marker() as key:
+            assert key.scan().found == []
 
 
 # -- copies in memory and the key's protection ----------------------------------------
@@ -252,62 +428,99 @@ def test_sealing_and_opening_leave_no_copy_of_the_plaintext() -> None:
         assert marker.scan().found == []
 
 
-def test_the_key_exists_only_in_its_page_after_seal_and_open() -> None:
+def test_the_whole_key_exists_nowhere_between_operations() -> None:
     enclave = Enclave(b"x" * 32)
     opened(enclave)
-    key = _enclave._KEY.key
-    assert key is not None
-    with key.accessible("readonly"), Marker.copy_of(key.view()) as marker:
-        # No AEAD object outlives its operation, so OpenSSL's expanded key (which starts
-        # with the key itself) has been freed and cleansed.
-        assert marker.scan().found == [key.address]
+    left, right, scratch = key_parts()
+    with whole_key_marker() as marker:
+        # No AEAD object outlives its operation (OpenSSL's expanded key starts with the key
+        # itself) and the scratch is wiped after the last user: no copy anywhere.
+        assert marker.scan().found == []
+        gate, _ = _enclave._KEY.current(None)
+        # The control: during an operation the scan finds it, in the scratch only.
+        assert gate.call(lambda key: marker.scan().found) == [scratch.address]
+    for half in (left, right):
+        with Marker.copy_of(half) as marker:
+            assert marker.scan().found == [half.address], "a half was copied"
 
 
-def test_the_key_page_is_noaccess_locked_and_undumped_between_operations() -> None:
+def test_the_key_parts_are_locked_undumped_pages_of_their_own() -> None:
     opened(Enclave(b"warm up the key"))
-    users, flags = key_state()
-    assert users == 0
-    assert not flags & {"rd", "wr"}, "the key page must be PROT_NONE between operations"
-    assert {"lo", "dd", "wf"} <= flags  # locked, not dumped, wiped on fork
+    assert key_at_rest() == (0, True)
+    left, right, scratch = key_parts()
+    pages = {part.address // mmap.PAGESIZE for part in (left, right, scratch)}
+    assert len(pages) == 3, "a stray read of one page must not reach two parts"
+    for half in (left, right):
+        assert half.protection == "readonly"
+        flags = page_flags(half)
+        assert "rd" in flags and "wr" not in flags  # a stray write cannot corrupt the key
+        assert {"lo", "dd", "wf"} <= flags  # locked, not dumped, wiped on fork
+    assert {"lo", "dd", "wf"} <= page_flags(scratch)
 
 
-def test_the_key_is_readable_only_during_an_operation(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[frozenset[str]] = []
+def test_the_key_is_whole_only_during_an_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[bool, bool]] = []
     real_class, invalid_tag = _enclave._aead()
 
-    def spy(key: memoryview) -> AESGCMSIV:
-        seen.append(key_state()[1])  # inside the operation, the key in use
-        return real_class(key)
+    def spy(key: SecureBytes) -> AESGCMSIV:
+        users, wiped = key_at_rest()
+        seen.append((users == 1, wiped))  # inside the operation, the key in use
+        return real_class(key)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_enclave, "_cipher", (spy, invalid_tag))
     opened(Enclave(b"during"))
     monkeypatch.undo()
-    assert len(seen) == 2 and all("rd" in flags and "wr" not in flags for flags in seen)
-    assert not key_state()[1] & {"rd", "wr"}
+    assert seen == [(True, False), (True, False)]
+    assert key_at_rest() == (0, True)
 
 
 def test_the_key_gate_checks_what_it_is_given() -> None:
+    def parts(*sizes: int) -> list[SecureBytes]:
+        return [SecureBytes.random(size, guarded=True) for size in sizes]
+
+    first, second, short = parts(32, 32, 16)
     with pytest.raises(TypeError, match="guarded SecureBytes, not bytes"):
-        ReadGate(b"not a secret")  # type: ignore[arg-type]
+        ReadGate(b"not a secret", first, second)  # type: ignore[arg-type]
     with SecureBytes(32) as packed, pytest.raises(ValueError, match="guarded=True"):
-        ReadGate(packed)
-    closed = SecureBytes(32, guarded=True)
+        ReadGate(first, second, packed)
+    with pytest.raises(ValueError, match="same, non-zero size"):
+        ReadGate(first, second, short)
+    left = parts(32)[0]
+    with pytest.raises(ValueError, match="three distinct"):
+        ReadGate(left, left, parts(32)[0])
+    closed = parts(32)[0]
     closed.close()
     with pytest.raises(SecureBytesClosedError):
-        ReadGate(closed)
-    with SecureBytes(b"g" * 32, guarded=True) as key:
-        gate = ReadGate(key)
-        assert key.protection == "noaccess"
-        with pytest.raises(TypeError, match="callable"):
-            gate.call(b"not callable")  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="initialised once"):
-            gate.__init__(key)  # type: ignore[misc]
-        assert gate.call(lambda view, n: (gate.users, bytes(view[:n])), 2) == (1, b"gg")
-        assert gate.users == 0 and key.protection == "noaccess"
+        ReadGate(first, second, closed)
+    left, right, scratch = parts(32, 32, 32)
+    with left.view() as a, right.view() as b:
+        expected = bytes(x ^ y for x, y in zip(a, b, strict=True))  # test data only
+    gate = ReadGate(left, right, scratch)
+    assert gate.parts == (left, right, scratch) and not gate.closed
+    assert left.protection == right.protection == "readonly" and scratch == bytes(32)
+    with pytest.raises(TypeError, match="callable"):
+        gate.call(b"not callable")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="initialised once"):
+        gate.__init__(left, right, scratch)  # type: ignore[misc]
+    assert gate.call(lambda key, n: (gate.users, key is scratch, key == expected, n), 2) == (
+        1, True, True, 2,
+    )
+    assert gate.users == 0 and scratch == bytes(32)
+    with pytest.raises(RuntimeError, match="raised inside"):
+        gate.call(lambda key: (_ for _ in ()).throw(RuntimeError("raised inside")))
+    assert gate.users == 0 and scratch == bytes(32), "wiped on the way out of an exception"
+    left.protect("noaccess")
+    with pytest.raises(ValueError, match="protected against"):
+        gate.call(len)  # refused, not a fault reading the half
+    left.protect("readonly")
+    right.close()
+    assert gate.closed
     with pytest.raises(SecureBytesClosedError):
         gate.call(len)
     with pytest.raises(TypeError, match="never initialised"):
         ReadGate.__new__(ReadGate).call(len)
+    for part in (left, scratch, first, second, short):
+        part.close()
 
 
 # What native code leaves on the stack: read from a second thread while this one blocks
@@ -323,10 +536,7 @@ def test_seal_and_open_leave_no_plaintext_or_key_on_the_stack() -> None:
             view[:32] = os.urandom(32)
             view[32:] = marker.view()
         enclave = Enclave(plaintext)
-        key = _enclave._KEY.key
-        assert key is not None
-        with key.accessible("readonly"), key.view() as key_view:
-            key_marker = Marker.copy_of(key_view)
+        key_marker = whole_key_marker()
         with marker.view() as needle, key_marker, key_marker.view() as key_needle:
             control = stackview.stack_depths_after(
                 lambda: stackview.leave_on_stack(needle), needle
@@ -347,7 +557,7 @@ def test_seal_and_open_leave_no_plaintext_or_key_on_the_stack() -> None:
 # -- interrupts and threads -------------------------------------------------------------
 
 
-def test_interrupts_never_leave_the_key_readable() -> None:
+def test_interrupts_never_leave_the_key_whole() -> None:
     enclave = Enclave(b"interrupted open")
     main = threading.get_ident()
     stop = threading.Event()
@@ -383,8 +593,7 @@ def test_interrupts_never_leave_the_key_readable() -> None:
         stop.set()
         thread.join()
         signal.signal(signal.SIGINT, previous)
-    users, flags = key_state()
-    assert users == 0 and not flags & {"rd", "wr"}
+    assert key_at_rest() == (0, True)
     assert opened(enclave) == b"interrupted open"
 
 
@@ -397,7 +606,7 @@ def test_interrupts_never_leave_the_key_readable() -> None:
 # threads stay alive throughout, as in any threaded program.
 INTERRUPTED_WITH_THREADS = """
 import faulthandler, json, os, signal, sys, threading
-from securemem import Enclave, _enclave, _procfs
+from securemem import Enclave, _enclave
 faulthandler.dump_traceback_later(100, exit=True)  # a deadlock fails, with its stacks
 # Started in the background (`&`, nohup, a CI job), this process inherits SIGINT ignored
 # and Python installs no handler: every interrupt would be lost. Ctrl-C as a terminal
@@ -450,18 +659,16 @@ for _ in range(SWEEPS):
 done.set()
 for thread in threads:
     thread.join()
-key = _enclave._KEY.key
-flags = _procfs.mapping_at(key.address).flags
+wiped = _enclave._KEY.parts[2] == bytes(32)
 with enclave.open() as secret:
     works = secret == b"opened under interrupts"
 print(json.dumps({"interrupts": interrupts, "points": points[0], "missed": missed,
-                  "users": _enclave._KEY.users, "readable": sorted(flags & {"rd", "wr"}),
-                  "works": works}))
+                  "users": _enclave._KEY.users, "wiped": wiped, "works": works}))
 """
 
 
 @pytest.mark.parametrize("idle_threads", [1, 3])
-def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable(idle_threads: int) -> None:
+def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_whole(idle_threads: int) -> None:
     sweeps = 5
     result = run_python(INTERRUPTED_WITH_THREADS, str(idle_threads), str(sweeps))
     assert result.returncode == 0, result.stderr
@@ -469,7 +676,7 @@ def test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable(idle_thre
     assert outcome["points"] > 10 and outcome["missed"] == 0, outcome
     assert outcome["interrupts"] == sweeps * outcome["points"], outcome
     assert outcome["users"] == 0, outcome
-    assert outcome["readable"] == [], "the key page must be PROT_NONE when nothing uses it"
+    assert outcome["wiped"], "the whole key must be wiped when nothing uses it"
     assert outcome["works"]
 
 
@@ -493,7 +700,7 @@ threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps({"failures": failures, "done": done, "users": _enclave._KEY.users,
-                  "protection": _enclave._KEY.key.protection}))
+                  "wiped": _enclave._KEY.parts[2] == bytes(32)}))
 """
 
 
@@ -501,7 +708,7 @@ def test_threads_seal_and_open_at_once() -> None:
     result = run_python(THREADS)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(
-        '{"failures": [], "done": [600, 600, 600, 600], "users": 0, "protection": "noaccess"}'
+        '{"failures": [], "done": [600, 600, 600, 600], "users": 0, "wiped": true}'
     )
 
 
@@ -510,20 +717,20 @@ def test_threads_seal_and_open_at_once() -> None:
 OVERLAP = """
 import json, sys, threading
 from securemem import Enclave, _enclave
-if sys.argv[1] == "broken":  # what a per-operation protect without a count would do
+if sys.argv[1] == "broken":  # what a per-operation wipe without a count would do
     real_decrypt = _enclave._decrypt_into
-    def decrypt_then_close_the_key(key, *args):
+    def decrypt_then_wipe_the_key(key, *args):
         try:
             real_decrypt(key, *args)
         finally:
-            _enclave._KEY.key.protect("noaccess")
-    _enclave._decrypt_into = decrypt_then_close_the_key
+            key.wipe()
+    _enclave._decrypt_into = decrypt_then_wipe_the_key
 enclave = Enclave(b"opened by the other thread")
 a_holds, b_done, seen = threading.Event(), threading.Event(), []
-def hold_the_key(view):  # inside the gate, as a seal or open is
+def hold_the_key(key):  # inside the gate, as a seal or open is
     a_holds.set()
     b_done.wait()
-    seen.append(len(bytes(view)))  # faults if B's release made the page unreadable
+    seen.append(key != bytes(32))  # False if B's finish wiped the key under A
 def a():
     gate, _ = _enclave._KEY.current(None)
     gate.call(hold_the_key)
@@ -536,20 +743,21 @@ threads = [threading.Thread(target=a), threading.Thread(target=b)]
 for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps({"seen": seen, "users": _enclave._KEY.users,
-                  "protection": _enclave._KEY.key.protection}))
+                  "wiped": _enclave._KEY.parts[2] == bytes(32)}))
 """
 
 
-def test_a_key_in_use_stays_readable_when_another_thread_finishes_with_it() -> None:
+def test_a_key_in_use_stays_whole_when_another_thread_finishes_with_it() -> None:
     result = run_python(OVERLAP, "counted")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"seen": [True, 32], "users": 0, "protection": "noaccess"}
+    assert json.loads(result.stdout) == {"seen": [True, True], "users": 0, "wiped": True}
 
 
-def test_the_overlap_test_catches_a_key_closed_under_another_thread() -> None:
-    # The control: without the count, B's release protects the page while A still reads it.
+def test_the_overlap_test_catches_a_key_wiped_under_another_thread() -> None:
+    # The control: without the count, B's finish wipes the key while A still uses it.
     result = run_python(OVERLAP, "broken")
-    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["seen"] == [True, False]
 
 
 # -- fork -------------------------------------------------------------------------------
@@ -562,7 +770,9 @@ SHARE = sys.argv[1] == "share"
 parent = Enclave(b"sealed by the parent, 32 bytes!!")
 if SHARE:
     Enclave.share_with_children()
-key = _enclave._KEY.key
+gate, _ = _enclave._KEY.current(None)
+marker = gate.call(Marker.copy_of)  # the whole key, in a page the scan skips
+parts = _enclave._KEY.parts
 read_end, write_end = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -575,10 +785,10 @@ if pid == 0:
     mine = Enclave(b"sealed by the child")
     with mine.open() as secret:
         report["own"] = secret == b"sealed by the child"
-    child_key = _enclave._KEY.key
-    report["new_key_page"] = child_key is not key
-    flags = _procfs.mapping_at(child_key.address).flags
-    report["child_key_flags"] = sorted(flags & {"lo", "dd", "wf", "rd"})
+    child_parts = _enclave._KEY.parts
+    report["new_key_page"] = not set(map(id, child_parts)) & set(map(id, parts))
+    flags = _procfs.mapping_at(child_parts[0].address).flags
+    report["child_key_flags"] = sorted(flags & {"lo", "dd", "wf", "wr"})
     os.write(write_end, json.dumps(report).encode())
     os._exit(0)
 os.close(write_end)
@@ -586,7 +796,7 @@ report = json.loads(os.read(read_end, 1 << 16))
 os.waitpid(pid, 0)
 with parent.open() as secret:
     report["parent_still_opens"] = secret == b"sealed by the parent, 32 bytes!!"
-with key.accessible("readonly"), Marker.copy_of(key.view()) as marker:
+with marker:
     report["key_copies"] = len(marker.scan().found)  # the transfer page is wiped
 print(json.dumps(report))
 """
@@ -607,8 +817,8 @@ def test_a_forked_child_cannot_open_its_parents_enclaves() -> None:
     assert "sealed by the parent of this forked process" in str(report["error"])
     assert "share_with_children" in str(report["error"])
     assert report["own"] and report["new_key_page"] and report["parent_still_opens"]
-    assert report["child_key_flags"] == ["dd", "lo", "wf"]  # noaccess: no "rd"
-    assert report["key_copies"] == 1
+    assert report["child_key_flags"] == ["dd", "lo", "wf"]  # a read-only half: no "wr"
+    assert report["key_copies"] == 0, "the whole key is nowhere at rest"
 
 
 def test_share_with_children_hands_the_key_to_a_child() -> None:
@@ -616,12 +826,13 @@ def test_share_with_children_hands_the_key_to_a_child() -> None:
     assert report.get("opened") is True, report
     assert report["own"] and report["new_key_page"] and report["parent_still_opens"]
     assert report["child_key_flags"] == ["dd", "lo", "wf"]
-    assert report["key_copies"] == 1, "the page that carried the key must be wiped"
+    assert report["key_copies"] == 0, "the page that carried the key must be wiped"
 
 
 def test_sharing_can_be_turned_off_again() -> None:
     code = FORK.replace("sys.argv[1]", '"share"').replace(
-        "\nkey = _enclave._KEY.key", "\nEnclave.share_with_children(False)\nkey = _enclave._KEY.key"
+        "\nparts = _enclave._KEY.parts",
+        "\nEnclave.share_with_children(False)\nparts = _enclave._KEY.parts",
     )
     report = fork_report(code)
     assert "sealed by the parent" in str(report["error"])
@@ -641,10 +852,13 @@ line = sys.stdin.buffer.readline()
 source = bytearray(len(line.strip()) // 2)
 unmask(line, source)
 enclave = Enclave.take(source)  # the bytearray is wiped: the enclave holds the only copy
-key = _enclave._KEY.key
-with key.accessible("readonly"), key.view() as view:
-    masked_key = "".join(f"{byte ^ 0x5A:02x}" for byte in view)  # small ints: no key copy
-print(enclave._ciphertext.hex(), masked_key, flush=True)
+def masked(part):
+    with memoryview(part) as view:
+        return "".join(f"{byte ^ 0x5A:02x}" for byte in view)  # small ints: no copy
+gate, _ = _enclave._KEY.current(None)
+masked_key = gate.call(masked)
+left, right, _ = _enclave._KEY.parts
+print(enclave._ciphertext.hex(), masked_key, masked(left), masked(right), flush=True)
 sys.stdin.buffer.readline()  # hold everything until the dump is taken
 """
 
@@ -657,13 +871,14 @@ def test_a_core_dump_holds_the_ciphertext_but_not_the_secret_or_the_key(
     with masked_child(SEALER, secret) as process:
         assert process.stdout is not None
         line = process.stdout.readline().split()
-        assert len(line) == 2, "the sealing process died before it was ready"
+        assert len(line) == 4, "the sealing process died before it was ready"
         ciphertext = bytes.fromhex(line[0].decode())
-        key = bytes(b ^ 0x5A for b in bytes.fromhex(line[1].decode()))
+        key, left, right = (bytes(b ^ 0x5A for b in bytes.fromhex(x.decode())) for x in line[1:])
         dump = _gcore(process.pid, tmp_path)
     assert ciphertext in dump, "the search cannot find the ciphertext: the test is broken"
     assert secret not in dump
-    assert key not in dump  # its page is MADV_DONTDUMP, and no AEAD object outlived a seal
+    assert key not in dump  # wiped after use, and no AEAD object outlived a seal
+    assert left not in dump and right not in dump  # their pages are MADV_DONTDUMP
 
 
 # -- scale under a 64 KiB memory lock limit --------------------------------------------
@@ -692,10 +907,11 @@ print(json.dumps({"wrong": wrong, "at_1000": locked_at_1000, "at_n": locked_at_n
 def test_twenty_thousand_enclaves_under_a_64_kib_limit() -> None:
     report = run_json(SCALE, memlock=65536)
     assert report["wrong"] == 0
-    # Sealing locks nothing but the key's page, however many enclaves there are; opening
-    # adds the arena page an opened secret lives in (kept in the arena's reserve after).
-    assert report["at_1000"] == report["at_n"] == report["page"]
-    assert report["after_opens"] == report["stats"] <= 3 * report["page"]
+    # Sealing locks nothing but the key's three pages (two halves, the scratch), however
+    # many enclaves there are; opening adds the arena page an opened secret lives in
+    # (kept in the arena's reserve after).
+    assert report["at_1000"] == report["at_n"] == 3 * report["page"]
+    assert report["after_opens"] == report["stats"] <= 5 * report["page"]
 
 
 def test_no_lockable_memory_for_the_key_is_a_memory_lock_error() -> None:
@@ -745,4 +961,4 @@ def test_the_benchmark_runs_and_its_scale_child_opens_every_enclave() -> None:
     scale = report["scale"]
     assert scale["enclaves"] == 2000 and scale["wrong"] == 0
     assert scale["memlock_limit"] == 65536
-    assert scale["vmlck_after_sealing"] == mmap.PAGESIZE  # the key's page, nothing more
+    assert scale["vmlck_after_sealing"] == 3 * mmap.PAGESIZE  # the key's pages, nothing more

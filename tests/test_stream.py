@@ -168,9 +168,8 @@ def test_a_chunk_that_fails_to_open_stays_and_flush_leaves_the_stream_as_it_was(
     stream = Stream(4)
     stream.write(bytearray(b"01234567"))
     chunk = stream._chunks[0]
-    tampered = bytearray(chunk._ciphertext)
-    tampered[0] ^= 1
-    chunk._ciphertext = bytes(tampered)
+    assert chunk._ciphertext is not None
+    chunk._ciphertext[0] ^= 1  # tampered in place
     with pytest.raises(EnclaveError):
         stream.flush()
     with pytest.raises(EnclaveError):
@@ -237,3 +236,15 @@ def test_threads_writing_and_reading_one_stream_lose_nothing() -> None:
     assert len(everything) == writers * per_writer * 10
     for index in range(writers):
         assert everything.count(bytes([index])) == per_writer * 10
+
+
+def test_chunks_read_are_closed_and_their_ciphertext_wiped() -> None:
+    stream = Stream(4)
+    stream.write(bytearray(b"0123456789ab"))
+    first, second, third = stream._chunks
+    stream.next().close()
+    assert first.closed and not second.closed
+    assert stream.read_into(bytearray(2)) == 2
+    assert second.closed and not stream._chunks[0].closed  # replaced by what was left
+    stream.flush().close()
+    assert third.closed and len(stream) == 0

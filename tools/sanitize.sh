@@ -30,7 +30,7 @@ TESTS="tests/test_native_arena.py tests/test_threads.py tests/test_interrupts.py
 tests/test_fuzz_program.py tests/test_redteam_reentrancy.py tests/test_redteam_threads.py \
 tests/test_redteam_interrupts.py tests/test_purge.py tests/test_purge_teardown.py \
 tests/test_codecs_purge.py tests/test_redteam_purge.py tests/test_prefetch.py \
-tests/test_enclave.py::test_ctrl_c_with_other_threads_alive_never_leaves_the_key_readable \
+tests/test_enclave.py::test_ctrl_c_with_other_threads_alive_never_leaves_the_key_whole \
 tests/test_enclave.py::test_threads_seal_and_open_at_once \
 tests/test_redteam_api.py::test_any_overlapping_slice_assignment_behaves_as_bytearray \
 tests/test_redteam_round2.py"
