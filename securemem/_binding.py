@@ -12,6 +12,8 @@ Two extension modules sit under the package, and everything else asks this one:
 
 from __future__ import annotations
 
+import sys
+
 from securemem._core import (
     ArenaCore,
     ReadGate,
@@ -25,6 +27,17 @@ from securemem._core import (
     set_default_factory,
 )
 from securemem._native import ffi, lib
+
+# The core declares that it needs the GIL (Py_mod_gil = Py_MOD_GIL_USED): importing it turns
+# the GIL back on in a free-threaded CPython. Forced off (PYTHON_GIL=0, -X gil=0) it stays off,
+# and the core's atomicity, which rests on it, would not hold: refuse instead (docs/design.md,
+# "Free-threaded CPython").
+if not getattr(sys, "_is_gil_enabled", lambda: True)():
+    raise ImportError(
+        "securemem needs the GIL, and it was forced off (PYTHON_GIL=0 or -X gil=0): run "
+        "without forcing it off; on a free-threaded CPython, importing securemem turns it "
+        "back on by itself"
+    )
 
 __all__ = [
     "ArenaCore",

@@ -33,7 +33,7 @@ tests/test_codecs_purge.py tests/test_redteam_purge.py tests/test_prefetch.py \
 tests/test_enclave.py::test_ctrl_c_with_other_threads_alive_never_leaves_the_key_whole \
 tests/test_enclave.py::test_threads_seal_and_open_at_once \
 tests/test_redteam_api.py::test_any_overlapping_slice_assignment_behaves_as_bytearray \
-tests/test_redteam_round2.py"
+tests/test_redteam_round2.py tests/test_redteam_round3.py"
 
 runtime() { "$CC" -print-file-name="$1"; }
 

@@ -22,6 +22,8 @@ def mod_prime_minus_one(d: memoryview, prime: memoryview, arena: Arena | None) -
     """``d mod (prime - 1)`` for an odd ``prime``, big-endian, as long as ``prime``."""
     if prime.nbytes == 0 or prime[prime.nbytes - 1] & 1 == 0:
         raise KeyFormatError("an RSA prime in the key is not odd: the key is corrupt")
+    if significant_bytes(prime) == 1 and prime[prime.nbytes - 1] == 1:
+        raise KeyFormatError("an RSA prime in the key is 1: the key is corrupt")
     result = SecureBytes(prime.nbytes, arena=arena)
     scratch = SecureBytes(lib.sm_mod_prime_minus_one_scratch(prime.nbytes), arena=arena)
     try:
@@ -45,3 +47,11 @@ def mod_prime_minus_one(d: memoryview, prime: memoryview, arena: Arena | None) -
         result.close()
         raise KeyFormatError("an RSA prime in the key could not be reduced: the key is corrupt")
     return result
+
+
+def significant_bytes(number: memoryview) -> int:
+    """The length of a big-endian number without its leading zero bytes (read in place)."""
+    for index in range(number.nbytes):
+        if number[index]:
+            return number.nbytes - index
+    return 0

@@ -266,6 +266,20 @@ def _load_legacy(
     described += " with legacy OpenSSL encryption (Proc-Type/DEK-Info)"
     legacy = _guarded(described, lambda: _legacy_der(view, block, password, arena))
     if legacy is None:
+        # Handed to cryptography's PEM loader only when it is what the fallback is for: a
+        # traditional key encrypted with a cipher securemem does not know. Anything else
+        # with header lines is refused: cryptography's parser finds blocks securemem's does
+        # not (a BEGIN line inside another block's body), whose KDF cost nobody checked, and
+        # would decode an unencrypted key outside locked memory.
+        found, _ = _legacypem.headers(view, block)
+        if block.label == "OPENSSH PRIVATE KEY" or not (
+            b"ENCRYPTED" in found.get(b"Proc-Type", b"") and b"DEK-Info" in found
+        ):
+            raise KeyFormatError(
+                f"cannot load the private key ({described}): the block has RFC 1421 header "
+                "lines (with ':') but no legacy encryption (Proc-Type: 4,ENCRYPTED and "
+                "DEK-Info): is the file damaged?"
+            )
         # A cipher securemem does not know (DES-CBC, ...): cryptography's PEM loader decodes
         # and decrypts it, outside locked memory (see docs/key-formats.md).
         return _guarded(

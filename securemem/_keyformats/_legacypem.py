@@ -42,18 +42,24 @@ _CIPHERS = {
 }
 
 
+_COLON = ord(":")
+_BLANK = frozenset(b" \t\r\n")
+
+
 def headers(view: memoryview, block: _pem.PemBlock) -> tuple[dict[bytes, bytes], int]:
     """The RFC 1421 headers (public) and the offset where the base64 body starts."""
     found: dict[bytes, bytes] = {}
     index = block.body
     while index < block.end:
         following = _pem.next_line(view, index)
-        line = view[index:following].tobytes().strip()  # a header line: public text
-        if not line:
+        # A line without ':' is not a header but the body (no blank line before it: not RFC
+        # 1421, but be lenient): asked of the view, so no body line is ever copied out.
+        if _COLON not in view[index:following]:
+            if any(byte not in _BLANK for byte in view[index:following]):
+                break
             return found, following  # the blank line that ends the headers
-        name, colon, value = line.partition(b":")
-        if not colon:
-            break  # no blank line: the body started (not RFC 1421, but be lenient)
+        line = view[index:following].tobytes().strip()  # a header line: public text
+        name, _, value = line.partition(b":")
         found[name.strip()] = value.strip()
         index = following
     return found, index

@@ -29,6 +29,7 @@ from securemem._keyformats import _bignum, _der, _limits
 from securemem._securebytes import SecureBytes
 
 _MAGIC = b"openssh-key-v1\x00"
+_MAX_RSA_BYTES = 2048  # 16,384 bits: OpenSSL's OPENSSL_RSA_MAX_MODULUS_BITS
 _NONE = b"none"
 _BCRYPT = b"bcrypt"
 # bcrypt_pbkdf hashes the salt on every round: ssh-keygen writes 16 bytes; a long one is
@@ -350,8 +351,24 @@ def _rsa_der(
 ) -> SecureBytes:
     """PKCS#1 RSAPrivateKey; the CRT exponents d mod (p-1), d mod (q-1) computed in locked
     memory (OpenSSH does not store them)."""
+    # The division costs |d| x |p| in native code Ctrl-C does not reach: sizes are bounded
+    # first (OpenSSL's own RSA maximum, and no part longer than the modulus).
+    modulus = _bignum.significant_bytes(n)
+    if modulus > _MAX_RSA_BYTES:
+        raise KeyFormatError(
+            f"the RSA modulus in the key has {modulus * 8} bits, above the {_MAX_RSA_BYTES * 8} "
+            "OpenSSL accepts: is the file damaged?"
+        )
+    if any(_bignum.significant_bytes(part) > modulus for part in (e, d, iqmp, p, q)):
+        raise KeyFormatError(
+            "a number in the RSA key is longer than its modulus: the key is corrupt"
+        )
     dmp1 = _bignum.mod_prime_minus_one(d, p, arena)
-    dmq1 = _bignum.mod_prime_minus_one(d, q, arena)
+    try:
+        dmq1 = _bignum.mod_prime_minus_one(d, q, arena)
+    except BaseException:
+        dmp1.close()
+        raise
     try:
         with dmp1.view() as dp, dmq1.view() as dq:
             structure = _der.sequence(

@@ -81,10 +81,12 @@ def _label(view: memoryview, start: int) -> str | None:
 
 
 def _matching_end(view: memoryview, start: int, label: str) -> int:
+    # The next BEGIN is looked for once (not again after every END of another label: that
+    # was quadratic in the number of END lines).
+    next_begin = find_line(view, _BEGIN, start)
     index = start
     while True:
         end = find_line(view, _END, index)
-        next_begin = find_line(view, _BEGIN, index)
         if end < 0 or 0 <= next_begin < end:
             return -1  # no END at all, or the next block starts before this one ends
         if _label(view, end + len(_END)) == label:

@@ -176,7 +176,9 @@ def _kdf_costs(view: memoryview, identifier: der.Element, where: str) -> list[Co
         return [Cost(where, "pbkdf2_iterations", der.integer(view, values[1], "iterations"))]
     if der.is_oid(view, kdf, _SCRYPT) and len(values) >= 4:  # salt, N, r, p, ...
         n, r, p = (der.integer(view, value, "a scrypt parameter") for value in values[1:4])
-        return [Cost(where, "scrypt_memory_bytes", 128 * r * (n + p))]  # V and B, as OpenSSL
+        # N*r*p, as for PKCS#8: 128*r*(N+p) is the memory OpenSSL counts, but a large p
+        # costs time, not memory (p blocks of N*r work each, one after another).
+        return [Cost(where, "scrypt_memory_bytes", 128 * n * r * p)]
     raise der.Malformed(
         f"{where} derives its key with {der.dotted(view, kdf)}, a KDF securemem does not know "
         "the cost of"
@@ -198,13 +200,30 @@ def load(
         found = costs(view)
     except der.Malformed as error:
         malformed = KeyFormatError(f"cannot load the private key ({NAME}): {error}")
+    except ValueError:  # a structure with more children than the walk unpacks
+        malformed = KeyFormatError(
+            f"cannot load the private key ({NAME}): the bundle's structure is not PKCS#12's"
+        )
+    if malformed is None and password is not None and 0 in password:
+        # cryptography passes the password on as a C string: a NUL byte would end it (and
+        # its Rust layer panics, quoting the password's bytes). Refused first.
+        malformed = KeyFormatError(
+            f"cannot load the private key ({NAME}): a PKCS#12 password cannot hold a NUL byte"
+        )
     if malformed is not None:
         raise malformed  # out here: no chain back to the walk
     for cost in found:
         limit = getattr(limits, cost.parameter)
         _limits.check(f"{NAME} ({cost.where})", cost.parameter, cost.value, limit)
+    empty = password is None or len(password) == 0
     for parameter in sorted({cost.parameter for cost in found}):
-        total = sum(cost.value for cost in found if cost.parameter == parameter)
+        # An empty password is tried twice for the MAC (OpenSSL: as no password, then as ""):
+        # its MAC costs count twice.
+        total = sum(
+            cost.value * (2 if empty and cost.where.startswith("the MAC") else 1)
+            for cost in found
+            if cost.parameter == parameter
+        )
         limit = getattr(limits, parameter)
         _limits.check(f"{NAME} (all its key derivations together)", parameter, total, limit)
     failure: KeyFormatError
@@ -214,6 +233,8 @@ def load(
             view,
             password if password is not None else b"",
         )
+    except (KeyboardInterrupt, SystemExit):
+        raise
     except UnsupportedAlgorithm:
         failure = KeyFormatError(
             f"cannot load the private key ({NAME}): the bundle is encrypted with an algorithm "
@@ -223,6 +244,11 @@ def load(
         failure = KeyFormatError(
             f"cannot load the private key ({NAME}): wrong or missing password for the "
             f"{NAME} bundle (or it is damaged)"
+        )
+    except BaseException:  # a panic of cryptography's Rust layer (not an Exception): its
+        # message may quote the data, so it is replaced, chain and all
+        failure = KeyFormatError(
+            f"cannot load the private key ({NAME}): cryptography failed on the bundle"
         )
     else:
         if key is not None:

@@ -133,7 +133,8 @@ class _Text:
 
     def number(self, name: bytes) -> int:
         value = self.word(name)
-        if not value.isdigit() or len(value) > _MAX_NUMBER_DIGITS:
+        # PuTTY's numbers are 32-bit: a bigger one is damage (and overflows the Argon2 call)
+        if not value.isdigit() or len(value) > _MAX_NUMBER_DIGITS or int(value) > 0xFFFFFFFF:
             raise KeyFormatError(
                 f"the PuTTY key's {name.decode()!r} line is not a number: is the file damaged?"
             )
@@ -351,7 +352,7 @@ def _key_material(parsed: _Parsed, password: memoryview, arena: Arena | None) ->
         )
         with material.view() as out:
             kdf.derive_into(password, out)  # type: ignore[arg-type]  # any buffer works
-    except ValueError:  # cryptography's Argon2 refuses the parameters (zero lanes, ...)
+    except (ValueError, OverflowError):  # cryptography's Argon2 refuses the parameters
         material.close()
         raise KeyFormatError(
             f"the PuTTY key's Argon2 parameters are invalid (memory {memory} KiB, passes "

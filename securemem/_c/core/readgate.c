@@ -105,10 +105,17 @@ static int gate_init(PyObject *self, PyObject *args, PyObject *kwargs) {
     for (int i = 0; i < PARTS; i++) {
         sm_secret *s = (sm_secret *)given[i];
         int wanted = i == PART_SCRATCH ? SM_PROT_READWRITE : SM_PROT_READ;
+        if (!part_open(s)) /* an earlier part's protect() ran Python code that closed it */
+            return gate_closed_error();
         if (((sm_guarded *)s->owner)->protection != wanted &&
             sm_guarded_protect(s->arena, s->owner, wanted) < 0)
             return -1;
     }
+    /* A Python kernel's protect() is Python code: it may have purged or closed a part.
+       Check again before the wipe touches the scratch. */
+    for (int i = 0; i < PARTS; i++)
+        if (!part_open((sm_secret *)given[i]))
+            return gate_closed_error();
     sm_secret *scratch = (sm_secret *)given[PART_SCRATCH];
     sm_wipe((void *)scratch->address, scratch->size);
     for (int i = 0; i < PARTS; i++) {
@@ -147,11 +154,22 @@ static void gate_fill(sm_gate *gate) {
 
 /* The last user is done: the whole key goes (unless the scratch was closed meanwhile,
    e.g. by a purge: then it is wiped already, and may be unmapped). */
-static void gate_leave(sm_gate *gate) {
+static int gate_leave(sm_gate *gate) {
     sm_secret *scratch = gate->parts[PART_SCRATCH];
     if (--gate->users > 0 || !part_open(scratch))
-        return;
+        return 0;
+    sm_guarded *g = scratch->owner;
+    if (g->protection != SM_PROT_READWRITE) {
+        /* The function (or another thread) protected the scratch: writable again before
+           the wipe, and open still (a Python kernel's protect() may have closed it, and
+           a close wipes). Unwritable: the key may not stay whole, so the call fails. */
+        if (sm_guarded_protect(scratch->arena, g, SM_PROT_READWRITE) < 0)
+            return -1;
+        if (!part_open(scratch))
+            return 0;
+    }
     sm_wipe((void *)scratch->address, scratch->size);
+    return 0;
 }
 
 static PyObject *gate_call(PyObject *self, PyObject *args) {
@@ -169,12 +187,6 @@ static PyObject *gate_call(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "this ReadGate was never initialised");
         return NULL;
     }
-    if (!gate_open(gate)) {
-        gate_closed_error();
-        return NULL;
-    }
-    if (gate_check_protection(gate) < 0)
-        return NULL;
     /* The function gets the scratch SecureBytes itself (a buffer: cryptography takes it
        as a key), not a view: no view to build and release per call. Whatever the
        function keeps of it sees zeros once the last call has left. The argument tuple
@@ -191,6 +203,15 @@ static PyObject *gate_call(PyObject *self, PyObject *args) {
         Py_INCREF(item);
         PyTuple_SetItem(arguments, i, item);
     }
+    /* Checked only now, after the allocation above: a new tuple can start a garbage
+       collection, whose finalizers may purge() the parts. From these checks to the fill
+       nothing runs Python code. */
+    if (!gate_open(gate) || gate_check_protection(gate) < 0) {
+        if (!PyErr_Occurred())
+            gate_closed_error();
+        Py_DECREF(arguments);
+        return NULL;
+    }
     Py_INCREF(function);
     if (gate->users == 0)
         gate_fill(gate);
@@ -199,8 +220,19 @@ static PyObject *gate_call(PyObject *self, PyObject *args) {
     PyObject *result = PyObject_CallObject(function, arguments);
     Py_DECREF(function);
     Py_DECREF(arguments);
-    /* From here to the return: C only, whatever the function did or raised. */
-    gate_leave(gate);
+    /* From here to the return: C only, whatever the function did or raised (but a
+       Python kernel's protect() if the function protected the scratch). */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (result == NULL)
+        PyErr_Fetch(&type, &value, &tb); /* no Python code may run with it pending */
+    if (gate_leave(gate) < 0) {
+        Py_CLEAR(result);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    } else if (result == NULL) {
+        PyErr_Restore(type, value, tb);
+    }
     Py_DECREF(self);
     return result;
 }

@@ -755,6 +755,9 @@ static PyObject *secret_wipe(PyObject *self, PyObject *unused) {
         int previous = g->protection;
         if (previous != SM_PROT_READWRITE && sm_guarded_protect(s->arena, g, SM_PROT_READWRITE) < 0)
             return NULL;
+        /* a Python kernel's protect() may have closed it (purge): touch nothing then */
+        if (check_open(s) < 0)
+            return NULL;
         sm_wipe(memory(s), s->size);
         if (previous != SM_PROT_READWRITE && sm_guarded_protect(s->arena, g, previous) < 0)
             return NULL;
@@ -775,6 +778,9 @@ static PyObject *secret_randomize(PyObject *self, PyObject *unused) {
     sm_guarded *g = s->kind == KIND_GUARDED ? s->owner : NULL;
     int previous = g != NULL ? g->protection : SM_PROT_READWRITE;
     if (previous != SM_PROT_READWRITE && sm_guarded_protect(s->arena, g, SM_PROT_READWRITE) < 0)
+        return NULL;
+    /* a Python kernel's protect() may have closed it (purge): touch nothing then */
+    if (check_open(s) < 0)
         return NULL;
     int number = 0;
     if (s->size && sm_random(memory(s), s->size) != 0) {
@@ -956,6 +962,9 @@ static PyObject *secret_check(PyObject *self, PyObject *unused) {
     sm_guarded *g = s->owner;
     int previous = g->protection;
     if (previous == SM_PROT_NONE && sm_guarded_protect(s->arena, g, SM_PROT_READ) < 0)
+        return NULL;
+    /* a Python kernel's protect() may have closed it (purge): touch nothing then */
+    if (check_open(s) < 0)
         return NULL;
     int intact = sm_guarded_check(g);
     if (previous == SM_PROT_NONE && sm_guarded_protect(s->arena, g, previous) < 0)
