@@ -254,6 +254,9 @@ class _ProcessKey:
             _kernel().lock(address, mmap.PAGESIZE)
         gate, _ = self.current(None)
         gate.call(_copy_key_into, transfer)
+        # Another thread's fork may be between its own hooks: its copy is wiped and
+        # unlocked here, never dropped unwiped (its child then starts without the key).
+        self._drop_transfer(unlock=True)
         self.transfer = transfer
 
     def after_fork_in_parent(self) -> None:
