@@ -15,9 +15,10 @@ if (($#)); then
   [[ $1 == -- ]] || { echo "usage: ci/debian-sid-chroot.sh DIR [-- CMD ARGS...]" >&2; exit 2; }
   shift
 fi
+# openssl and putty-tools write the key files the key-format tests load.
 packages=(python3.14 python3.14-dev python3.14-venv python3.15 python3.15-dev python3.15-venv
           gcc libc6-dev libffi-dev pkg-config libssl3t64 openssh-client ca-certificates libcap2-bin
-          util-linux gdb)
+          util-linux gdb openssl putty-tools)
 
 mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
          | grep -oE 'https?://[^ ]+/debian/?$' | head -n 1 || true)
