@@ -293,8 +293,12 @@ class _ProcessKey:
         transfer, self.transfer = self.transfer, None
         if transfer is None:
             return
-        address = int(ffi.cast("uintptr_t", ffi.from_buffer(transfer)))
-        lib.sm_wipe(ffi.cast("void *", address), mmap.PAGESIZE)
+        # Wiped through a buffer export held for the wipe, not a bare address: were the
+        # mapping closed meanwhile (two threads' fork hooks dropping the same copy), the
+        # close would refuse while the export is held instead of unmapping under the wipe.
+        with memoryview(transfer) as page:
+            wipe_view(page)
+            address = int(ffi.cast("uintptr_t", ffi.from_buffer(page)))
         if unlock:
             with contextlib.suppress(SecureMemoryError):
                 _kernel().unlock(address, mmap.PAGESIZE)
@@ -609,7 +613,9 @@ class Enclave:
         )
 
     def __copy__(self) -> Enclave:
-        return self  # immutable: a copy would be the same sealed bytes
+        # The same enclave, never a second ciphertext: close() wipes the one it holds, and
+        # a copy's would be left behind (closing a "copy" closes the original too).
+        return self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Enclave:
         return self

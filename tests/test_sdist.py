@@ -241,10 +241,11 @@ def test_the_wheel_carries_no_c_sources_or_build_scripts(wheel: Path) -> None:
     ]
     assert not outside, outside
     assert not [n for n in names if n.startswith("securemem/_c/")], names
-    # Every module of the package is there, and py.typed for type checkers.
-    import securemem
-
-    modules = {f"securemem/{p.name}" for p in Path(securemem.__file__).parent.glob("*.py")}
+    # Every module of the package is there, subpackages' too (securemem._keyformats: a
+    # package setuptools must be told about), and py.typed for type checkers.
+    package = Path(securemem.__file__).parent
+    modules = {f"securemem/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")}
+    assert "securemem/_keyformats/__init__.py" in modules, sorted(modules)
     assert modules <= set(names), sorted(modules - set(names))
     assert "securemem/py.typed" in names
 

@@ -242,9 +242,14 @@ def test_chunks_read_are_closed_and_their_ciphertext_wiped() -> None:
     stream = Stream(4)
     stream.write(bytearray(b"0123456789ab"))
     first, second, third = stream._chunks
+    # The enclaves' own ciphertext buffers, watched: closing must zero them in place.
+    ciphertexts = [chunk._ciphertext for chunk in (first, second, third)]
+    assert all(ciphertext is not None and any(ciphertext) for ciphertext in ciphertexts)
     stream.next().close()
     assert first.closed and not second.closed
     assert stream.read_into(bytearray(2)) == 2
     assert second.closed and not stream._chunks[0].closed  # replaced by what was left
     stream.flush().close()
     assert third.closed and len(stream) == 0
+    for ciphertext in ciphertexts:
+        assert ciphertext is not None and not any(ciphertext), "the ciphertext must be wiped"

@@ -37,7 +37,13 @@ def verify_types(pyright: str) -> dict[str, Any]:
             timeout=600,
             check=False,
         )
-    # The exit status is 1 whenever any symbol is incomplete: the score decides here.
+    # The exit status is 1 whenever any symbol is incomplete: the score decides here. Any
+    # other status (a crash, a bad option) leaves no report to read: say so, with pyright's own.
+    if result.returncode not in (0, 1):
+        raise SystemExit(
+            f"{pyright} --verifytypes failed (exit status {result.returncode}); its output:\n"
+            f"{result.stderr or result.stdout}"
+        )
     report: dict[str, Any] = json.loads(result.stdout)
     return report
 
