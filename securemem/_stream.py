@@ -86,11 +86,16 @@ class Stream:
 
     def _append(self, view: memoryview) -> None:
         step = self._chunk_size
-        sealed = []
+        sealed: list[Enclave] = []
         # Sealed outside the lock (sealing is the slow part); appended under it, at once.
-        for start in range(0, view.nbytes, step):
-            with view[start : start + step] as piece:
-                sealed.append(Enclave(piece))
+        try:
+            for start in range(0, view.nbytes, step):
+                with view[start : start + step] as piece:
+                    sealed.append(Enclave(piece))
+        except BaseException:
+            for enclave in sealed:  # all or nothing: the chunks sealed so far are wiped
+                enclave.close()
+            raise
         with self._lock:
             self._chunks.extend(sealed)
             self._size += view.nbytes
