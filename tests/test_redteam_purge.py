@@ -408,8 +408,9 @@ class Purging(NativeKernel):
         # the data pages between the two guard pages, read as they go back to the system
         # (made readable first: the interrupted protect() may have left them no-access)
         page = self.page_size
-        super().protect(address + page, length - 2 * page, "readonly")
-        unmapped.append(ctypes.string_at(address + page, length - 2 * page).count(0) == length - 2 * page)
+        data = length - 2 * page
+        super().protect(address + page, data, "readonly")
+        unmapped.append(ctypes.string_at(address + page, data).count(0) == data)
         super().unmap(address, length)
 
 arena = Arena(kernel=Purging())
