@@ -145,4 +145,10 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    # `python build_support/native_build.py emit FILE`: the module's C source alone, as the
+    # package build generates it (tools/cross-compile.sh and tools/freethreaded-check.sh
+    # compile it for other systems); with no arguments, the module itself.
+    if sys.argv[1:2] == ["emit"] and len(sys.argv) == 3:
+        ffibuilder.emit_c_code(sys.argv[2])
+    else:
+        ffibuilder.compile(verbose=True)
