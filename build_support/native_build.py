@@ -24,8 +24,17 @@ BIND_NOW = ["-Wl,-z,now", "-Wl,-z,relro"] if sys.platform.startswith(("linux", "
 KEEP_SYMBOLS = os.environ.get("SECUREMEM_KEEP_SYMBOLS", "") == "1"
 STRIP = [] if KEEP_SYMBOLS or sys.platform == "darwin" else ["-s"]
 
-ffibuilder.cdef(
-    """
+# What Python may call, per header of securemem/_c, in the header's own words. cffi's cdef
+# cannot read the headers themselves: it runs no preprocessor (the headers are #if feature
+# tests around system #includes), and it takes a constant only as a declaration
+# (`static const int NAME;`, whose value the compiled module reads from the header's
+# #define). A block declares only what Python calls (sm_random, sm_equal and sm_map_zero_at
+# are the C core's alone). API mode compiles every call against the real header, but an
+# integer type that drifted would be converted without a word: tests/test_native_build.py
+# checks that each prototype here is its header's, word for word, and each constant is
+# defined there.
+DECLARATIONS = {
+    "shims.h": """
     /* What this build of the platform has (1) or lacks (0). */
     static const int HAVE_MEMFD_SECRET;
     static const int HAVE_AIO_MLOCK;
@@ -59,12 +68,8 @@ ffibuilder.cdef(
     int sm_aio_lock_poll(void *request);
     int sm_aio_lock_finish(void *request);
     int sm_aio_lock_cancel(void *request);
-    """
-)
-
-# Hex and base64 codecs for secrets (securemem/_c/codec.h; used by securemem._codecs).
-ffibuilder.cdef(
-    """
+    """,
+    "codec.h": """
     static const int SM_CODEC_OK;
     static const int SM_CODEC_BAD_CHARACTER;
     static const int SM_CODEC_SPACE_IN_PAIR;
@@ -88,21 +93,12 @@ ffibuilder.cdef(
     unsigned sm_hex_digit_char(unsigned nibble);
     unsigned sm_base64_symbol_char(unsigned sextet, unsigned char62, unsigned char63);
     unsigned sm_codec_is_space(unsigned c);
-    """
-)
-
-# Scrubbing after a call into native code that handled a secret (securemem/_c/scrub.h; used
-# by securemem.crypto after every call into cryptography).
-ffibuilder.cdef(
-    """
+    """,
+    "scrub.h": """
     void sm_clear_vector_registers(void);
     size_t sm_scrub_after_native(size_t stack_length);
-    """
-)
-
-# secret_file's in-memory files (securemem/_c/secretfile.h; used by securemem._handoff).
-ffibuilder.cdef(
-    """
+    """,
+    "secretfile.h": """
     static const int SM_FILE_CREATE;
     static const int SM_FILE_SIZE;
     static const int SM_FILE_MAP;
@@ -116,13 +112,8 @@ ffibuilder.cdef(
     int sm_secret_file_close(int fd, void *mapping, size_t size, unsigned long long serial);
     int sm_secret_file_count(void);
     int sm_secret_file_wipe_all(void);
-    """
-)
-
-# RSA's CRT exponents in locked memory (securemem/_c/bignum.h; used by
-# securemem._keyformats._bignum).
-ffibuilder.cdef(
-    """
+    """,
+    "bignum.h": """
     static const int SM_BIGNUM_OK;
     static const int SM_BIGNUM_BAD_ARGUMENT;
     static const int SM_BIGNUM_EVEN_PRIME;
@@ -131,16 +122,16 @@ ffibuilder.cdef(
     int sm_mod_prime_minus_one(unsigned char *out, size_t out_length, const unsigned char *d,
                                size_t d_length, const unsigned char *prime, size_t prime_length,
                                unsigned char *scratch, size_t scratch_length);
-    """
-)
+    """,
+}
+
+for declarations in DECLARATIONS.values():
+    ffibuilder.cdef(declarations)
 
 # The C lives in securemem/_c (paths relative to the project root, where setup.py runs).
 ffibuilder.set_source(
     "securemem._native",
-    "".join(
-        f'#include "{header}"\n'
-        for header in ("shims.h", "codec.h", "scrub.h", "secretfile.h", "bignum.h")
-    ),
+    "".join(f'#include "{header}"\n' for header in DECLARATIONS),
     sources=[
         "securemem/_c/shims.c",
         "securemem/_c/codec.c",
@@ -154,4 +145,10 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    # `python build_support/native_build.py emit FILE`: the module's C source alone, as the
+    # package build generates it (tools/cross-compile.sh and tools/freethreaded-check.sh
+    # compile it for other systems); with no arguments, the module itself.
+    if sys.argv[1:2] == ["emit"] and len(sys.argv) == 3:
+        ffibuilder.emit_c_code(sys.argv[2])
+    else:
+        ffibuilder.compile(verbose=True)

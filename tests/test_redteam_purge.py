@@ -381,3 +381,100 @@ def test_another_thread_closing_the_result_while_it_is_decoded() -> None:
     assert result["dirty"] == 0, "the next secret holds what the codec wrote"
     assert result["outcomes"][-1] == "closed", result
     assert result["live"] == 0 and result["waiting"] == 0, result
+
+
+# The real kernel's protect(), with a purge run inside it, before or after the pages change:
+# the purge closes the very secret being protected. The close must make the pages writable
+# before its wipe (whatever protection the interrupted call was giving them) and the
+# mapping must outlive the protect() that is still using it.
+PURGE_INSIDE_PROTECT = """
+import ctypes, json
+import securemem
+from securemem import Arena, SecureBytes
+from securemem._kernel import NativeKernel
+
+armed = []
+unmapped = []
+class Purging(NativeKernel):
+    def protect(self, address, length, protection):
+        if armed and ORDER == "before":
+            armed.clear()
+            securemem.purge()
+        super().protect(address, length, protection)
+        if armed and ORDER == "after":
+            armed.clear()
+            securemem.purge()
+    def unmap(self, address, length):
+        # the data pages between the two guard pages, read as they go back to the system
+        # (made readable first: the interrupted protect() may have left them no-access)
+        page = self.page_size
+        data = length - 2 * page
+        super().protect(address + page, data, "readonly")
+        unmapped.append(ctypes.string_at(address + page, data).count(0) == data)
+        super().unmap(address, length)
+
+arena = Arena(kernel=Purging())
+secret = SecureBytes(b"s" * 40, arena=arena, guarded=True)
+view = secret.view() if KEEP_VIEW else None
+armed.append(True)
+try:
+    secret.protect(PROTECTION)
+    outcome = "returned"
+except securemem.SecureBytesClosedError:
+    outcome = "closed"
+if view is not None:
+    view.release()
+print(json.dumps({"closed": secret.closed, "unmapped_wiped": unmapped,
+                  "guarded": len(arena.guarded_ranges), "outcome": outcome}))
+"""
+
+
+@pytest.mark.parametrize("keep_view", [False, True])
+@pytest.mark.parametrize("protection", ["readonly", "noaccess"])
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_a_kernel_whose_protect_purges_the_secret_it_protects(
+    order: str, protection: str, keep_view: bool
+) -> None:
+    code = (
+        PURGE_INSIDE_PROTECT.replace("ORDER", repr(order))
+        .replace("PROTECTION", repr(protection))
+        .replace("KEEP_VIEW", repr(keep_view))
+    )
+    result = run_json(code)  # a SIGSEGV (wipe of a read-only page, use after free) fails here
+    assert result["closed"] is True, result
+    assert result["unmapped_wiped"] == [True], result  # wiped, then given back exactly once
+    assert result["guarded"] == 0, result
+
+
+def test_a_kernel_whose_protect_purges_while_a_read_gate_is_made() -> None:
+    # ReadGate() protects its three parts in turn: the first protect() purges all of them
+    result = run_json(
+        """
+import json
+import securemem
+from securemem import Arena, SecureBytes
+from securemem._binding import ReadGate
+from securemem._kernel import NativeKernel
+
+armed = []
+class Purging(NativeKernel):
+    def protect(self, address, length, protection):
+        super().protect(address, length, protection)
+        if armed:
+            armed.clear()
+            securemem.purge()
+
+arena = Arena(kernel=Purging())
+parts = [SecureBytes.random(32, arena=arena, guarded=True) for _ in range(2)]
+parts.append(SecureBytes(32, arena=arena, guarded=True))
+armed.append(True)
+try:
+    ReadGate(*parts)
+    outcome = "made"
+except securemem.SecureBytesClosedError:
+    outcome = "closed"
+print(json.dumps({"outcome": outcome, "closed": [part.closed for part in parts],
+                  "guarded": len(arena.guarded_ranges)}))
+"""
+    )
+    assert result == {"outcome": "closed", "closed": [True, True, True], "guarded": 0}, result

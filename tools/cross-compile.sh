@@ -47,13 +47,7 @@ work=$(mktemp -d /tmp/securemem-cross.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # The cffi module's C source, as the package build generates it.
-"$python" - "$work/_native.c" >/dev/null <<'EOF'
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("_native_build", "build_support/native_build.py")
-build = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build)
-build.ffibuilder.emit_c_code(sys.argv[1])
-EOF
+"$python" build_support/native_build.py emit "$work/_native.c" >/dev/null
 
 # The flags setup.py gives the core (WARNINGS, -fvisibility=hidden, Py_LIMITED_API); the
 # cffi module's own (-Wall -Wextra), made errors here. Its -Wvla-larger-than is GCC's

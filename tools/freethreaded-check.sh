@@ -38,13 +38,7 @@ fi
 work=$(mktemp -d "$chroot_dir/tmp/securemem-freethreaded.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cp -r securemem/_c "$work/_c"
-"$venv/bin/python" - "$work/_native.c" <<'EOF' >/dev/null
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("_native_build", "build_support/native_build.py")
-build = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build)
-build.ffibuilder.emit_c_code(sys.argv[1])
-EOF
+"$venv/bin/python" build_support/native_build.py emit "$work/_native.c" >/dev/null
 
 # Run inside the chroot: its gcc, its glibc and its CPython headers.
 inside=/tmp/$(basename "$work")

@@ -46,12 +46,6 @@
 #define MAP_ANONYMOUS MAP_ANON
 #endif
 
-#if defined(__linux__) && defined(SYS_mlock2)
-#define HAVE_MLOCK2 1
-#else
-#define HAVE_MLOCK2 0
-#endif
-
 #if defined(__linux__) && defined(SYS_memfd_secret)
 #define HAVE_MEMFD_SECRET 1
 #else
@@ -59,47 +53,25 @@
 #endif
 
 /* aio_mlock(2) is FreeBSD's own (10.0 and later) and no header macro announces it, so the
-   system is named; memfd_secret and mlock2 are Linux system calls, known by their numbers. */
+   system is named; memfd_secret is a Linux system call, known by its number. */
 #if defined(__FreeBSD__)
 #define HAVE_AIO_MLOCK 1
 #else
 #define HAVE_AIO_MLOCK 0
 #endif
 
-#ifdef MADV_DONTDUMP
-#define HAVE_MADV_DONTDUMP 1
-#else
-#define HAVE_MADV_DONTDUMP 0
-#endif
-#ifdef MADV_WIPEONFORK
-#define HAVE_MADV_WIPEONFORK 1
-#else
-#define HAVE_MADV_WIPEONFORK 0
-#endif
-#ifdef MADV_DONTFORK
-#define HAVE_MADV_DONTFORK 1
-#else
-#define HAVE_MADV_DONTFORK 0
-#endif
+/* Each advice (sm_advise in shims.c) is tested there, by the flag its call needs. */
 #ifdef MAP_NOCORE
-#define HAVE_MAP_NOCORE 1
 #define SM_MAP_EXTRA MAP_NOCORE
 #elif defined(MAP_CONCEAL)
-#define HAVE_MAP_NOCORE 0
 #define SM_MAP_EXTRA MAP_CONCEAL
 #else
-#define HAVE_MAP_NOCORE 0
 #define SM_MAP_EXTRA 0
 #endif
 #ifdef MAP_CONCEAL
 #define HAVE_MAP_CONCEAL 1
 #else
 #define HAVE_MAP_CONCEAL 0
-#endif
-#if defined(INHERIT_ZERO) || defined(MAP_INHERIT_ZERO)
-#define HAVE_MINHERIT_ZERO 1
-#else
-#define HAVE_MINHERIT_ZERO 0
 #endif
 #if defined(__linux__) && defined(PR_SET_DUMPABLE)
 #define HAVE_PR_SET_DUMPABLE 1

@@ -1048,11 +1048,38 @@ fail:
     return -1;
 }
 
+/* The mapping of a closed guarded secret goes back, unless a protect() of it has not
+   returned yet: that call still reads g, and frees it when it returns. */
+static void guarded_free(sm_arena *a, sm_guarded *g) {
+    if (g->protecting > 0) {
+        g->free_pending = 1;
+        return;
+    }
+    sm_free(a, KIND_GUARDED, g, 0); /* now, or queued if the arena is mid-change */
+}
+
+/* A Python kernel's protect() is Python code: before or after it changes the pages it may
+   close this very secret (a purge) or protect it again. While it runs, g says no-access,
+   the cautious answer (a close makes the pages writable again before its wipe instead of
+   trusting the old value), and g outlives the call (a close leaves the free to it). If
+   another protect or a close ran meanwhile, the pages' protection depends on the order the
+   Python code did things in: no-access is recorded, and the next use protects again. */
 int sm_guarded_protect(sm_arena *a, sm_guarded *g, int protection) {
-    if (a->ops->protect(a, g->data_start, g->data_length, protection) < 0)
-        return -1;
-    g->protection = protection;
-    return 0;
+    int previous = g->protection;
+    unsigned serial = ++g->protects;
+    g->protection = SM_PROT_NONE;
+    g->protecting++;
+    int result = a->ops->protect(a, g->data_start, g->data_length, protection);
+    g->protecting--;
+    if (g->protects != serial) /* another protect (a close's, maybe) ran inside this one */
+        g->protection = SM_PROT_NONE;
+    else
+        g->protection = result < 0 ? previous : protection;
+    if (g->protecting == 0 && g->free_pending) {
+        g->free_pending = 0;
+        sm_free(a, KIND_GUARDED, g, 0); /* closed meanwhile: g is not read after this */
+    }
+    return result < 0 ? -1 : 0;
 }
 
 /* The mapping goes (or waits in the list for release_reserve() if refused). */
@@ -1097,7 +1124,7 @@ int sm_guarded_close(sm_arena *a, sm_guarded *g, int views_alive) {
     }
     g->released = 1;
     if (!views_alive)
-        sm_free(a, KIND_GUARDED, g, 0); /* now, or queued if the arena is mid-change */
+        guarded_free(a, g);
     if (!intact) {
         char message[400];
         snprintf(message, sizeof message,
@@ -1124,7 +1151,7 @@ void sm_guarded_views_gone(sm_arena *a, sm_guarded *g) {
        writable are left to the unmap. */
     if (g->protection == SM_PROT_READWRITE)
         sm_wipe((void *)g->data_start, g->data_length);
-    sm_free(a, KIND_GUARDED, g, 0);
+    guarded_free(a, g);
 }
 
 int sm_guarded_check(sm_guarded *g);

@@ -94,6 +94,11 @@ typedef struct sm_guarded {
     size_t length, data_length, size;
     int locked, protection, released;
     int closing; /* 1 inside sm_guarded_close; 2 if its last view went meanwhile */
+    /* sm_guarded_protect calls not returned yet (a Python kernel's protect() may close the
+       secret, or protect it again, before it returns), how many have begun, and whether a
+       close left its free to the last of them */
+    unsigned protecting, protects;
+    int free_pending;
     uint8_t canary[SM_CANARY];
     struct sm_guarded *prev, *next;
 } sm_guarded;
