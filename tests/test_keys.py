@@ -879,6 +879,8 @@ def test_crt_exponent_refuses_bad_arguments() -> None:
     assert lib.sm_mod_prime_minus_one(out, 7, d, 16, prime, 8, scratch, len(scratch)) == bad
     assert lib.sm_mod_prime_minus_one(out, 8, d, 16, prime, 8, scratch, len(scratch) - 1) == bad
     assert lib.sm_mod_prime_minus_one(out, 0, d, 16, prime, 0, scratch, len(scratch)) == bad
+    one = ffi.from_buffer((1).to_bytes(8, "big"))  # prime - 1 = 0: no modulus
+    assert lib.sm_mod_prime_minus_one(out, 8, d, 16, one, 8, scratch, len(scratch)) == bad
     even_bytes = (2**61).to_bytes(8, "big")
     even = ffi.from_buffer(even_bytes)
     assert (

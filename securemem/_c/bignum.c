@@ -41,6 +41,12 @@ int sm_mod_prime_minus_one(unsigned char *out, size_t out_length, const unsigned
     if ((prime[prime_length - 1] & 1) == 0) {
         return SM_BIGNUM_EVEN_PRIME;
     }
+    /* prime 1: prime - 1 is 0, no modulus (read in full, not up to the first non-zero byte) */
+    unsigned char above_one = prime[prime_length - 1] & 0xFEu;
+    for (size_t index = 0; index + 1 < prime_length; index++)
+        above_one |= prime[index];
+    if (above_one == 0)
+        return SM_BIGNUM_BAD_ARGUMENT;
     size_t count = limb_count(prime_length);
     /* The caller's buffer need not be aligned for limbs: start at its first aligned byte
        (the scratch size leaves room for that). */

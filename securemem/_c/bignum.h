@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 #define SM_BIGNUM_OK 0
-#define SM_BIGNUM_BAD_ARGUMENT 1 /* a NULL pointer, an empty prime or wrong buffer sizes */
+#define SM_BIGNUM_BAD_ARGUMENT 1 /* a NULL pointer, an empty prime, a prime of 1 or wrong buffer sizes */
 #define SM_BIGNUM_EVEN_PRIME 2   /* the "prime" is even: the key is corrupt */
 
 /* Scratch bytes sm_mod_prime_minus_one needs for a prime of prime_length bytes. */
