@@ -325,6 +325,8 @@ def test_encrypted_pkcs8_whose_cost_cannot_be_read_is_refused(
     kdf[0] = (0x06, bytes.fromhex("2a864886f70d01050c"))
     kdf_parameters[1] = (0x02, b"\x00\x08\x00")  # not minimal DER
     damaged.append((der_bytes(tree), "not valid DER"))
+    kdf_parameters[1] = (0x02, b"\xf8\x00")  # negative: a count never is
+    damaged.append((der_bytes(tree), "not valid DER"))
     kdf_parameters[1] = (0x02, b"\x08\x00")
     kdf_parameters.insert(2, (0x02, b"\x10\x00"))  # keyLength 4096
     damaged.append((der_bytes(tree), "4096-byte key"))

@@ -325,8 +325,11 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
         ),
         # BER's indefinite length on the outer SEQUENCE (openssl's is 4 bytes: 30 82 xx xx).
         (lambda data: b"\x30\x80" + data[4:] + b"\x00\x00", "indefinite length"),
+        # A count is never negative, and DER writes it in its shortest form.
+        (lambda data: replaced(data, (2, 2), bytes.fromhex("0201ff")), "MAC iterations.*negative"),
+        (lambda data: replaced(data, (2, 2), bytes.fromhex("0203000800")), "shortest form"),
     ],
-    ids=["truncated", "trailing", "unknown-algorithm", "ber"],
+    ids=["truncated", "trailing", "unknown-algorithm", "ber", "negative", "not-minimal"],
 )
 def test_a_damaged_bundle_is_refused_naming_pkcs12(
     bundles: Path, edit: Any, message: str

@@ -1,11 +1,14 @@
 """Reading DER framing in place: tags, lengths, object identifiers and small public integers.
 
-The data walked may hold a private key (a PKCS#12 key bag, an ECPrivateKey), so nothing here
-copies the contents of an element: an :class:`Element` is offsets into the caller's view, and
-only object identifiers and integers the caller asks for (iteration counts, versions: public
-framing) are ever turned into Python values. Strict: single-byte tags, definite lengths in
-their shortest form, children that fill their parent exactly; anything else is
-:class:`Malformed`, with an offset and never a byte of the data.
+The one DER reader of the key formats (PKCS#12's costs, encrypted PKCS#8's KDF parameters,
+EC scalars, telling a certificate from a key). The data walked may hold a private key (a
+PKCS#12 key bag, an ECPrivateKey), so nothing here copies the contents of an element: an
+:class:`Element` is offsets into the caller's view, and only object identifiers and integers
+the caller asks for (iteration counts, versions: public framing) are ever turned into Python
+values. Strict: single-byte tags, definite lengths in their shortest form, children that fill
+their parent exactly, integers non-negative and minimal; anything else is :class:`Malformed`,
+with an offset and never a byte of the data. (:func:`contents_offset` alone is lenient: it
+only recognises a format from its first bytes.)
 """
 
 from __future__ import annotations
@@ -109,6 +112,24 @@ def fields(view: memoryview, parent: Element, tag: int, what: str, least: int) -
     return found
 
 
+def shaped(view: memoryview, parent: Element, what: str, *tags: int) -> list[Element]:
+    """The children of the SEQUENCE ``parent``: exactly as many as ``tags``, with those tags."""
+    found = fields(view, parent, SEQUENCE, what, len(tags))
+    if len(found) != len(tags):
+        raise Malformed(f"{what} at offset {parent.start} has {len(found)} fields, not {len(tags)}")
+    for item, tag in zip(found, tags, strict=True):
+        expect(item, tag, f"a field of {what}")
+    return found
+
+
+def contents_offset(view: memoryview, offset: int) -> int:
+    """Where the contents of the element at ``offset`` start, its length read leniently (long,
+    indefinite or not in its shortest form): for recognising a format from its first bytes,
+    never for reading it. IndexError when ``view`` ends first."""
+    first = view[offset + 1]
+    return offset + 2 + (first & 0x7F if first > 0x80 else 0)
+
+
 def is_oid(view: memoryview, item: Element, encoded: bytes) -> bool:
     """Whether ``item`` is the OBJECT IDENTIFIER whose contents are ``encoded``
     (compared in place)."""
@@ -146,8 +167,13 @@ def dotted(view: memoryview, item: Element) -> str:
 
 
 def integer(view: memoryview, item: Element, what: str) -> int:
-    """The value of a public INTEGER (a version, an iteration count)."""
+    """The value of a public INTEGER (a version, an iteration count): non-negative, as every
+    count and version is, and minimally encoded (DER)."""
     expect(item, INTEGER, what)
     if item.size == 0 or item.size > _LARGEST_INTEGER:
         raise Malformed(f"{what} at offset {item.start} is {item.size} bytes long")
-    return int.from_bytes(view[item.begin : item.end], "big", signed=True)
+    if view[item.begin] & 0x80:
+        raise Malformed(f"{what} at offset {item.start} is negative")
+    if item.size > 1 and view[item.begin] == 0 and not view[item.begin + 1] & 0x80:
+        raise Malformed(f"{what} at offset {item.start} is not in its shortest form")
+    return int.from_bytes(view[item.begin : item.end], "big")

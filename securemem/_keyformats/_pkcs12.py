@@ -40,7 +40,6 @@ _PBES2 = der.oid("1.2.840.113549.1.5.13")
 _PBKDF2 = der.oid("1.2.840.113549.1.5.12")
 _PBMAC1 = der.oid("1.2.840.113549.1.5.14")
 _SCRYPT = der.oid("1.3.6.1.4.1.11591.4.11")
-_ANY_LENGTH = 1 << 40  # where only a header is read: the rest may be cut off
 _NESTING = 4  # safeContentsBag inside safeContentsBag: deeper than any tool writes
 
 
@@ -58,23 +57,15 @@ def looks_like(view: memoryview) -> bool:
     try:
         if view[0] != der.SEQUENCE:
             return False
-        version = der.element(view, _contents(view, 0), view.nbytes)
+        version = der.element(view, der.contents_offset(view, 0), view.nbytes)
         if version.tag != der.INTEGER or version.size != 1 or view[version.begin] != 3:
             return False
         if view[version.end] != der.SEQUENCE:
             return False
-        content_type = der.element(view, _contents(view, version.end), view.nbytes)
+        content_type = der.element(view, der.contents_offset(view, version.end), view.nbytes)
     except (der.Malformed, IndexError):
         return False
     return der.is_oid(view, content_type, _DATA) or der.is_oid(view, content_type, _SIGNED_DATA)
-
-
-def _contents(view: memoryview, offset: int) -> int:
-    """Where the contents of the constructed element at ``offset`` start (BER's indefinite
-    length allowed: this only recognises the format)."""
-    if view[offset + 1] == 0x80:
-        return offset + 2
-    return der.element(view, offset, _ANY_LENGTH).begin
 
 
 def costs(view: memoryview) -> list[Cost]:
