@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError, PasswordMismatch
 from securemem._keyformats import _bignum, _der, _limits
+from securemem._keyformats._decrypt import decrypt_into_locked
 from securemem._securebytes import SecureBytes
 
 _MAGIC = b"openssh-key-v1\x00"
@@ -239,20 +240,12 @@ def _decrypt(
             else:
                 mode = modes.GCM(iv, trailer.tobytes())  # the tag: not secret
             decryptor = Cipher(algorithms.AES(key), mode).decryptor()
-            # update_into wants room for one more block than it writes
-            room = SecureBytes(encrypted.nbytes + cipher.block_size - 1, arena=arena)
             try:
-                with room.view() as out:
-                    decryptor.update_into(encrypted, out)
-                    try:
-                        decryptor.finalize()
-                    except InvalidTag:
-                        raise KeyFormatError(
-                            "wrong passphrase for the OpenSSH key (or the key is corrupt)"
-                        ) from None
-                    section = SecureBytes(out[: encrypted.nbytes], arena=arena)
-            finally:
-                room.close()
+                section = decrypt_into_locked(decryptor, encrypted, cipher.block_size, arena)
+            except InvalidTag:
+                raise KeyFormatError(
+                    "wrong passphrase for the OpenSSH key (or the key is corrupt)"
+                ) from None
     finally:
         seed.close()
     with section.view() as plain:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.kdf import argon2
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError, PasswordMismatch
 from securemem._keyformats import _der, _limits, _openssh
+from securemem._keyformats._decrypt import decrypt_into_locked
 from securemem._keyformats._limits import KdfLimits
 from securemem._securebytes import SecureBytes
 
@@ -305,14 +306,7 @@ def _decrypt(
                 )
             key, iv = keys[:_KEY_SIZE], keys[_KEY_SIZE : _KEY_SIZE + _IV_SIZE]
             decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-            room = SecureBytes(ciphertext.nbytes + _BLOCK - 1, arena=arena)
-            try:
-                with room.view() as out:
-                    decryptor.update_into(ciphertext, out)
-                    decryptor.finalize()
-                    plain = SecureBytes(out[: ciphertext.nbytes], arena=arena)
-            finally:
-                room.close()
+            plain = decrypt_into_locked(decryptor, ciphertext, _BLOCK, arena)
             try:
                 _verify(parsed, plain, keys[_KEY_SIZE + _IV_SIZE :])
             except BaseException:
