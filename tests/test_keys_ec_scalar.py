@@ -27,10 +27,14 @@ from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import EC_SCALAR_FILES, assert_within
 from tests.memscan import Marker
-from tests.test_keys import assert_holds_no_key_bytes, assert_unchained
+from tests.test_keys import (
+    assert_holds_no_key_bytes,
+    assert_unchained,
+    made_by_the_tools,
+    public_der,
+)
 
 PASSWORD_SEED = 2121
-SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
 MAKE_KEYS = r'''
     import base64, subprocess, sys
@@ -124,10 +128,7 @@ MAKE_KEYS = r'''
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("ec-scalar")
-    made = run_python(MAKE_KEYS, str(directory), str(PASSWORD_SEED), timeout=300)
-    assert made.returncode == 0, made.stderr
-    return directory
+    return made_by_the_tools(tmp_path_factory, "ec-scalar", MAKE_KEYS, PASSWORD_SEED)
 
 
 def password(keys: Path, name: str) -> SecureBytes | None:
@@ -140,10 +141,6 @@ def password(keys: Path, name: str) -> SecureBytes | None:
 def load(keys: Path, name: str) -> Any:
     with SecureBytes.from_file(keys / name) as data:
         return crypto.load_private_key(data, password(keys, name))
-
-
-def public_der(key: Any) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.DER, SPKI)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("name", EC_SCALAR_FILES)

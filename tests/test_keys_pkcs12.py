@@ -18,8 +18,6 @@ from hypothesis import strategies as st
 
 pytest.importorskip("cryptography")
 
-from cryptography.hazmat.primitives import serialization
-
 from securemem import SecureBytes, crypto
 from securemem._errors import KdfLimitError, KeyFormatError
 from securemem._keyformats._limits import KdfLimits
@@ -27,10 +25,14 @@ from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import PKCS12_FILES, assert_within
 from tests.memscan import Marker
-from tests.test_keys import assert_holds_no_key_bytes, assert_unchained
+from tests.test_keys import (
+    assert_holds_no_key_bytes,
+    assert_unchained,
+    made_by_the_tools,
+    public_der,
+)
 
 PASSWORD_SEED = 1212  # the password is Marker(20, seed=PASSWORD_SEED)
-SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
 MAKE_BUNDLES = r'''
     import subprocess, sys
@@ -95,10 +97,7 @@ MAKE_BUNDLES = r'''
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pkcs12")
-    made = run_python(MAKE_BUNDLES, str(directory), str(PASSWORD_SEED), timeout=300)
-    assert made.returncode == 0, made.stderr
-    return directory
+    return made_by_the_tools(tmp_path_factory, "pkcs12", MAKE_BUNDLES, PASSWORD_SEED)
 
 
 def password_marker() -> Marker:
@@ -116,10 +115,6 @@ def load(bundles: Path, name: str, password: Any = MARKER, **options: Any) -> An
             with password_marker() as marker, SecureBytes(marker.view()) as secret:
                 return crypto.load_private_key(data, secret, **options)
         return crypto.load_private_key(data, password, **options)
-
-
-def public_der(key: Any) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.DER, SPKI)  # type: ignore[no-any-return]
 
 
 # -- loading what openssl pkcs12 -export writes ---------------------------------------------
