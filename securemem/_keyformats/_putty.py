@@ -45,6 +45,7 @@ _AES = b"aes256-cbc"
 _NONE = b"none"
 _BLOCK = 16
 _KEY_SIZE, _IV_SIZE, _MAC_KEY_SIZE = 32, 16, 32
+_V2_MAC_KEY_SIZE = 20  # SHA-1's digest
 _V2_MAC_LABEL = b"putty-private-key-file-mac-key"
 _Argon2 = type[argon2.Argon2id] | type[argon2.Argon2i] | type[argon2.Argon2d]
 _ARGON2: dict[bytes, _Argon2] = {
@@ -319,25 +320,21 @@ def _decrypt(
 
 def _key_material(parsed: _Parsed, password: memoryview, arena: Arena | None) -> SecureBytes:
     """AES key (32) || IV (16) || MAC key (32 in v3, 20 in v2), in locked memory."""
-    if parsed.argon2 is None:  # version 2
-        material = SecureBytes(_KEY_SIZE + _IV_SIZE, arena=arena)  # the IV stays zero
+    if parsed.argon2 is None:  # version 2: the IV stays zero, the MAC key is a SHA-1 digest
+        material = SecureBytes(_KEY_SIZE + _IV_SIZE + _V2_MAC_KEY_SIZE, arena=arena)
         with material.view() as out:
             for number in (0, 1):
                 digest = hashlib.sha1(number.to_bytes(4, "big"))  # noqa: S324 - PPK v2's KDF
                 digest.update(password)
-                # Unavoidable: hashlib returns the digest (half the wrapping key) as bytes.
-                half = digest.digest()
-                take = min(len(half), _KEY_SIZE - len(half) * number)
-                out[len(half) * number : len(half) * number + take] = half[:take]
+                # Unavoidable: hashlib returns the digest (half the wrapping key) as bytes;
+                # sliced through a view, so no second copy is made.
+                half = memoryview(digest.digest())
+                start = half.nbytes * number
+                take = min(half.nbytes, _KEY_SIZE - start)
+                out[start : start + take] = half[:take]
                 del half
-        mac_key = _v2_mac_key(password)
-        joined = SecureBytes(len(material) + len(mac_key), arena=arena)
-        with joined.view() as out, material.view() as head:
-            out[: head.nbytes] = head
-            out[head.nbytes :] = mac_key
-        material.close()
-        del mac_key
-        return joined
+            out[_KEY_SIZE + _IV_SIZE :] = _v2_mac_key(password)
+        return material
     flavour, memory, passes, lanes, salt = parsed.argon2
     material = SecureBytes(_KEY_SIZE + _IV_SIZE + _MAC_KEY_SIZE, arena=arena)
     try:
