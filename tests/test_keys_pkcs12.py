@@ -323,8 +323,13 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
         # A count is never negative, and DER writes it in its shortest form.
         (lambda data: replaced(data, (2, 2), bytes.fromhex("0201ff")), "MAC iterations.*negative"),
         (lambda data: replaced(data, (2, 2), bytes.fromhex("0203000800")), "shortest form"),
+        # The MAC's DigestInfo with a third field (an empty digest, then a NULL).
+        (lambda data: replaced(data, (2, 0, 1), bytes.fromhex("04000500")), "3 fields, not 2"),
     ],
-    ids=["truncated", "trailing", "unknown-algorithm", "ber", "negative", "not-minimal"],
+    ids=[
+        *("truncated", "trailing", "unknown-algorithm", "ber", "negative", "not-minimal"),
+        "extra-field",
+    ],
 )
 def test_a_damaged_bundle_is_refused_naming_pkcs12(
     bundles: Path, edit: Any, message: str

@@ -103,20 +103,22 @@ def expect(item: Element, tag: int, what: str) -> Element:
     return item
 
 
-def fields(view: memoryview, parent: Element, tag: int, what: str, least: int) -> list[Element]:
-    """The children of ``parent``, which must have ``tag`` and at least ``least`` of them."""
+def fields(
+    view: memoryview, parent: Element, tag: int, what: str, least: int, most: int | None = None
+) -> list[Element]:
+    """The children of ``parent``, which must have ``tag``, and at least ``least`` of them
+    (and at most ``most``)."""
     expect(parent, tag, what)
     found = children(view, parent)
-    if len(found) < least:
-        raise Malformed(f"{what} at offset {parent.start} has {len(found)} fields, not {least}")
+    if len(found) < least or (most is not None and len(found) > most):
+        wanted = least if len(found) < least else most
+        raise Malformed(f"{what} at offset {parent.start} has {len(found)} fields, not {wanted}")
     return found
 
 
 def shaped(view: memoryview, parent: Element, what: str, *tags: int) -> list[Element]:
     """The children of the SEQUENCE ``parent``: exactly as many as ``tags``, with those tags."""
-    found = fields(view, parent, SEQUENCE, what, len(tags))
-    if len(found) != len(tags):
-        raise Malformed(f"{what} at offset {parent.start} has {len(found)} fields, not {len(tags)}")
+    found = fields(view, parent, SEQUENCE, what, len(tags), len(tags))
     for item, tag in zip(found, tags, strict=True):
         expect(item, tag, f"a field of {what}")
     return found

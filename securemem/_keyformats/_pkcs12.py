@@ -99,19 +99,20 @@ def _wrapped_octets(
     """The SEQUENCE inside ``[0] EXPLICIT OCTET STRING`` of a data ContentInfo."""
     if not der.is_oid(view, content_type, _DATA) or len(content) != 1:
         raise der.Malformed(f"{what} at offset {content_type.start} is not a data ContentInfo")
-    [octets] = der.fields(view, content[0], der.explicit(0), what, 1)
+    [octets] = der.fields(view, content[0], der.explicit(0), what, 1, 1)
     der.expect(octets, der.OCTET_STRING, f"{what}'s content")
     return der.expect(der.element(view, octets.begin, octets.end), der.SEQUENCE, what)
 
 
 def _mac_costs(view: memoryview, mac_data: der.Element) -> list[Cost]:
     mac, _salt, *iterations = der.fields(view, mac_data, der.SEQUENCE, "the MacData", 2)
-    digest_algorithm, _digest = der.fields(view, mac, der.SEQUENCE, "the MAC", 2)
+    digest_algorithm, _digest = der.fields(view, mac, der.SEQUENCE, "the MAC", 2, 2)
     algorithm, *parameters = der.fields(
         view, digest_algorithm, der.SEQUENCE, "the MAC algorithm", 1
     )
     if der.is_oid(view, algorithm, _PBMAC1):  # RFC 9579: PBKDF2 names the cost
-        kdf, _scheme = der.fields(view, _only(parameters, "PBMAC1"), der.SEQUENCE, "PBMAC1", 2)
+        pbmac1 = _only(parameters, "PBMAC1")
+        kdf, _scheme = der.fields(view, pbmac1, der.SEQUENCE, "PBMAC1", 2, 2)
         return _kdf_costs(view, kdf, "the MAC (PBMAC1)")
     count = der.integer(view, iterations[0], "the MAC iterations") if iterations else 1
     return [Cost("the MAC", "pbkdf2_iterations", count)]
@@ -120,7 +121,7 @@ def _mac_costs(view: memoryview, mac_data: der.Element) -> list[Cost]:
 def _encrypted_data_costs(view: memoryview, content: list[der.Element]) -> list[Cost]:
     if len(content) != 1:
         raise der.Malformed("an encryptedData ContentInfo without its content")
-    [encrypted_data] = der.fields(view, content[0], der.explicit(0), "an encryptedData", 1)
+    [encrypted_data] = der.fields(view, content[0], der.explicit(0), "an encryptedData", 1, 1)
     _version, info = der.fields(view, encrypted_data, der.SEQUENCE, "an EncryptedData", 2)[:2]
     _type, algorithm = der.fields(view, info, der.SEQUENCE, "an EncryptedContentInfo", 2)[:2]
     return _encryption_costs(view, algorithm, f"the encrypted content at offset {info.start}")
@@ -132,7 +133,7 @@ def _bag_costs(view: memoryview, safe_contents: der.Element, depth: int) -> list
     found = []
     for bag in der.children(view, safe_contents):
         bag_id, value = der.fields(view, bag, der.SEQUENCE, "a SafeBag", 2)[:2]
-        [inner] = der.fields(view, value, der.explicit(0), "a SafeBag's value", 1)
+        [inner] = der.fields(view, value, der.explicit(0), "a SafeBag's value", 1, 1)
         if der.is_oid(view, bag_id, _SHROUDED_KEY_BAG):
             algorithm = der.fields(view, inner, der.SEQUENCE, "a shrouded key bag", 2)[0]
             where = f"the shrouded key bag at offset {bag.start}"
@@ -152,7 +153,7 @@ def _encryption_costs(view: memoryview, identifier: der.Element, where: str) -> 
         )[:2]
         return [Cost(where, "pbkdf2_iterations", der.integer(view, iterations, "iterations"))]
     if der.is_oid(view, algorithm, _PBES2):
-        kdf, _scheme = der.fields(view, _only(parameters, where), der.SEQUENCE, "PBES2", 2)
+        kdf, _scheme = der.fields(view, _only(parameters, where), der.SEQUENCE, "PBES2", 2, 2)
         return _kdf_costs(view, kdf, where)
     raise der.Malformed(
         f"{where} is encrypted with {der.dotted(view, algorithm)}, an algorithm securemem does "
@@ -191,10 +192,6 @@ def load(
         found = costs(view)
     except der.Malformed as error:
         malformed = KeyFormatError(f"cannot load the private key ({NAME}): {error}")
-    except ValueError:  # a structure with more children than the walk unpacks
-        malformed = KeyFormatError(
-            f"cannot load the private key ({NAME}): the bundle's structure is not PKCS#12's"
-        )
     if malformed is None and password is not None and 0 in password:
         # cryptography passes the password on as a C string: a NUL byte would end it (and
         # its Rust layer panics, quoting the password's bytes). Refused first.
