@@ -66,13 +66,15 @@ _CURVES = {  # SSH curve name: (OID of the named curve, DER-encoded; private sca
 }
 
 
-class _Reader:
-    """SSH wire-format fields (uint32, string) read from a memoryview without copying."""
+class Reader:
+    """SSH wire-format fields (uint32, string) read from a memoryview without copying (the
+    PuTTY reader's blobs too: ``key`` names the format in a message)."""
 
-    def __init__(self, view: memoryview, what: str) -> None:
+    def __init__(self, view: memoryview, what: str, key: str = "OpenSSH") -> None:
         self._view = view
         self._offset = 0
         self._what = what
+        self._key = key
 
     def u32(self) -> int:
         """A length, a count or a round count: never secret."""
@@ -83,13 +85,16 @@ class _Reader:
 
     def take(self, size: int) -> memoryview:
         if self._offset + size > self._view.nbytes:
-            raise KeyFormatError(f"the OpenSSH key is truncated or corrupt ({self._what})")
+            raise KeyFormatError(f"the {self._key} key is truncated or corrupt ({self._what})")
         piece = self._view[self._offset : self._offset + size]
         self._offset += size
         return piece
 
+    def left(self) -> int:
+        return self._view.nbytes - self._offset
+
     def rest(self) -> memoryview:
-        return self.take(self._view.nbytes - self._offset)
+        return self.take(self.left())
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ def header(container: memoryview) -> Header:
             "the OPENSSH PRIVATE KEY block does not start with 'openssh-key-v1': is the file "
             "damaged?"
         )
-    reader = _Reader(container[len(_MAGIC) :], "header")
+    reader = Reader(container[len(_MAGIC) :], "header")
     return Header(_name(reader.string()), _name(reader.string()))
 
 
@@ -158,7 +163,7 @@ def load(
     """The key in a decoded OpenSSH container (the PEM body, already in locked memory)."""
     with container.view() as view:
         protection = header(view)
-        reader = _Reader(view[len(_MAGIC) :], "header")
+        reader = Reader(view[len(_MAGIC) :], "header")
         cipher_name, kdf_name, kdf_options = reader.string(), reader.string(), reader.string()
         if reader.u32() != 1:
             raise KeyFormatError("the OpenSSH file holds several keys: only one key is supported")
@@ -218,7 +223,7 @@ def _decrypt(
         raise KeyFormatError(
             "the OpenSSH key's encrypted section has the wrong size: it is corrupt"
         )
-    options = _Reader(kdf_options, "bcrypt options")
+    options = Reader(kdf_options, "bcrypt options")
     salt, rounds = options.string(), options.u32()
     # Before any derivation: bcrypt runs in C, where Ctrl-C does not reach it.
     _limits.check("OpenSSH", "bcrypt_rounds", rounds, limits.bcrypt_rounds)
@@ -281,7 +286,7 @@ def _bcrypt_seed(
 def _private_key(
     section: memoryview, unsafe_skip_rsa_key_validation: bool, arena: Arena | None
 ) -> PrivateKeyTypes:
-    reader = _Reader(section, "private section")
+    reader = Reader(section, "private section")
     reader.take(8)  # the two check values, compared already
     key_type = reader.string()
     if _is(key_type, b"ssh-ed25519"):

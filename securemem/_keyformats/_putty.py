@@ -386,32 +386,12 @@ def _verify(parsed: _Parsed, plain: SecureBytes, mac_key: memoryview | bytes) ->
         ) from None
 
 
-class _Fields:
-    """SSH wire-format fields read from a memoryview without copying."""
-
-    def __init__(self, view: memoryview, what: str) -> None:
-        self._view, self._offset, self._what = view, 0, what
-
-    def string(self) -> memoryview:
-        if self._offset + 4 > self._view.nbytes:
-            raise KeyFormatError(f"the PuTTY key's {self._what} is truncated or corrupt")
-        size = int.from_bytes(self._view[self._offset : self._offset + 4], "big")  # a length
-        start = self._offset + 4
-        if start + size > self._view.nbytes:
-            raise KeyFormatError(f"the PuTTY key's {self._what} is truncated or corrupt")
-        self._offset = start + size
-        return self._view[start : self._offset]
-
-    def left(self) -> int:
-        return self._view.nbytes - self._offset
-
-
 def _private_key(
     parsed: _Parsed, blob: memoryview, unsafe_skip_rsa_key_validation: bool, arena: Arena | None
 ) -> PrivateKeyTypes:
     """The key from the (MAC-checked) private blob and the public blob."""
-    public = _Fields(memoryview(parsed.public), "public blob")
-    private = _Fields(blob, "private blob")
+    public = _openssh.Reader(memoryview(parsed.public), "public blob", "PuTTY")
+    private = _openssh.Reader(blob, "private blob", "PuTTY")
     if public.string() != memoryview(parsed.algorithm):
         raise KeyFormatError(
             "the PuTTY key's public blob is for another algorithm than its header says"
