@@ -167,7 +167,7 @@ def load(
         cipher_name, kdf_name, kdf_options = reader.string(), reader.string(), reader.string()
         if reader.u32() != 1:
             raise KeyFormatError("the OpenSSH file holds several keys: only one key is supported")
-        public_blob = reader.string()
+        public = reader.string()
         private = reader.string()
         if protection.encrypted:
             section = _decrypt(
@@ -187,7 +187,7 @@ def load(
                 key = _private_key(plain, unsafe_skip_rsa_key_validation, arena)
         finally:
             section.close()
-        if _public_blob(key) != public_blob:
+        if public_blob(key) != public:
             raise KeyFormatError(
                 "the OpenSSH key's private part does not match its public part: the file "
                 "is corrupt"
@@ -296,13 +296,13 @@ def _private_key(
         key: PrivateKeyTypes = ed25519.Ed25519PrivateKey.from_private_bytes(pair[:32])
     elif _is(key_type[:11], b"ecdsa-sha2-"):
         curve_name, point, scalar = reader.string(), reader.string(), reader.string()
-        key = _load_der(_ec_der(curve_name, point, scalar, arena), False)
+        key = load_der(ec_der(curve_name, point, scalar, arena), False)
     elif _is(key_type, b"ssh-rsa"):
         n, e, d, iqmp, p, q = (reader.string() for _ in range(6))
-        key = _load_der(_rsa_der(n, e, d, iqmp, p, q, arena), unsafe_skip_rsa_key_validation)
+        key = load_der(rsa_der(n, e, d, iqmp, p, q, arena), unsafe_skip_rsa_key_validation)
     elif _is(key_type, b"ssh-dss"):
-        fields = [_der.integer(reader.string()) for _ in range(5)]  # p, q, g, y, x
-        key = _load_der(_der.write(_der.sequence(_der.small_integer(0), *fields), arena), False)
+        p, q, g, y, x = (reader.string() for _ in range(5))
+        key = load_der(dsa_der(p, q, g, y, x, arena), False)
     else:
         raise KeyFormatError(
             f"OpenSSH key type {_name(key_type)!r} is not supported (security-key types keep "
@@ -315,7 +315,7 @@ def _private_key(
     return key
 
 
-def _ec_der(
+def ec_der(
     curve_name: memoryview, point: memoryview, scalar: memoryview, arena: Arena | None
 ) -> SecureBytes:
     """SEC 1 ECPrivateKey: version 1, the scalar at the curve's size, curve OID, point."""
@@ -323,22 +323,28 @@ def _ec_der(
     if curve is None:
         raise KeyFormatError(f"OpenSSH ECDSA curve {_name(curve_name)!r} is not supported")
     oid, size = curve
-    start = 0
-    while start < scalar.nbytes and scalar[start] == 0:
-        start += 1  # an mpint carries a sign byte; SEC 1 wants exactly `size` bytes
-    digits = scalar[start:]
-    if digits.nbytes > size:
+    # An mpint carries a sign byte; SEC 1 wants exactly `size` bytes.
+    fixed = _der.fixed_size(scalar, size)
+    if fixed is None:
         raise KeyFormatError("the OpenSSH ECDSA key is corrupt (its private scalar is too long)")
     structure = _der.sequence(
         _der.small_integer(1),
-        _der.octet_string([bytes(size - digits.nbytes), digits]),
+        _der.octet_string(fixed),
         _der.explicit(0, [oid]),
         _der.explicit(1, _der.bit_string(point)),
     )
     return _der.write(structure, arena)
 
 
-def _rsa_der(
+def dsa_der(
+    p: memoryview, q: memoryview, g: memoryview, y: memoryview, x: memoryview, arena: Arena | None
+) -> SecureBytes:
+    """OpenSSL's traditional DSA structure: version 0, p, q, g, y, x."""
+    fields = [_der.integer(value) for value in (p, q, g, y, x)]
+    return _der.write(_der.sequence(_der.small_integer(0), *fields), arena)
+
+
+def rsa_der(
     n: memoryview,
     e: memoryview,
     d: memoryview,
@@ -379,7 +385,7 @@ def _rsa_der(
         dmq1.close()
 
 
-def _load_der(der: SecureBytes, unsafe_skip_rsa_key_validation: bool) -> PrivateKeyTypes:
+def load_der(der: SecureBytes, unsafe_skip_rsa_key_validation: bool) -> PrivateKeyTypes:
     try:
         with der.view() as view:
             return serialization.load_der_private_key(
@@ -389,7 +395,7 @@ def _load_der(der: SecureBytes, unsafe_skip_rsa_key_validation: bool) -> Private
         der.close()
 
 
-def _public_blob(key: PrivateKeyTypes) -> bytes:
+def public_blob(key: PrivateKeyTypes) -> bytes:
     """The key's public half in SSH wire format (public data)."""
     line = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH

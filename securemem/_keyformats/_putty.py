@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.kdf import argon2
 
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError, PasswordMismatch
-from securemem._keyformats import _der, _limits, _openssh
+from securemem._keyformats import _limits, _openssh
 from securemem._keyformats._decrypt import decrypt_into_locked
 from securemem._keyformats._limits import KdfLimits
 from securemem._securebytes import SecureBytes
@@ -413,18 +413,15 @@ def _private_key(
             )
     elif name.startswith(b"ecdsa-sha2-"):
         curve, point, scalar = public.string(), public.string(), private.string()
-        key = _openssh._load_der(_openssh._ec_der(curve, point, scalar, arena), False)
+        key = _openssh.load_der(_openssh.ec_der(curve, point, scalar, arena), False)
     elif name == b"ssh-rsa":
         e, n = public.string(), public.string()
         d, p, q, iqmp = (private.string() for _ in range(4))
-        der = _openssh._rsa_der(n, e, d, iqmp, p, q, arena)
-        key = _openssh._load_der(der, unsafe_skip_rsa_key_validation)
+        der = _openssh.rsa_der(n, e, d, iqmp, p, q, arena)
+        key = _openssh.load_der(der, unsafe_skip_rsa_key_validation)
     elif name == b"ssh-dss":
         p, q, g, y = (public.string() for _ in range(4))
-        x = private.string()
-        fields = [_der.integer(value) for value in (p, q, g, y, x)]
-        structure = _der.sequence(_der.small_integer(0), *fields)
-        key = _openssh._load_der(_der.write(structure, arena), False)
+        key = _openssh.load_der(_openssh.dsa_der(p, q, g, y, private.string(), arena), False)
     else:
         raise KeyFormatError(
             f"PuTTY key type {name.decode()!r} is not supported (RSA, DSA, ECDSA on NIST curves, "
@@ -432,7 +429,7 @@ def _private_key(
         )
     if private.left() >= _BLOCK:
         raise KeyFormatError("the PuTTY key's private blob has data after the key: it is corrupt")
-    if not name.startswith(b"ssh-ed") and _openssh._public_blob(key) != parsed.public:
+    if not name.startswith(b"ssh-ed") and _openssh.public_blob(key) != parsed.public:
         raise KeyFormatError(
             "the PuTTY key's private part does not match its public part: it is corrupt"
         )
