@@ -24,6 +24,7 @@ from securemem._keyformats._limits import KdfLimits
 from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import PKCS12_FILES, assert_within
+from tests.derbytes import replaced
 from tests.memscan import Marker
 from tests.test_keys import (
     assert_holds_no_key_bytes,
@@ -176,47 +177,6 @@ def test_pem_encoding_does_not_take_a_bundle(bundles: Path) -> None:
 
 
 # -- KDF costs, checked before anything is derived -----------------------------------------
-
-
-def _split(element: bytes) -> tuple[int, bytes]:
-    """(tag, contents) of one DER element (definite lengths, as openssl writes)."""
-    size, start = element[1], 2
-    if size & 0x80:
-        start = 2 + (size & 0x7F)
-        size = int.from_bytes(element[2:start], "big")
-    return element[0], element[start : start + size]
-
-
-def _elements(contents: bytes) -> list[bytes]:
-    found, offset = [], 0
-    while offset < len(contents):
-        tag, inner = _split(contents[offset:])
-        length = len(_join(tag, inner))
-        found.append(contents[offset : offset + length])
-        offset += length
-    return found
-
-
-def _join(tag: int, contents: bytes) -> bytes:
-    size = len(contents)
-    if size < 0x80:
-        return bytes((tag, size)) + contents
-    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(octets))) + octets + contents
-
-
-def replaced(element: bytes, path: tuple[int | str, ...], new: bytes) -> bytes:
-    """``element`` with the element at ``path`` (child indexes; "in" enters an OCTET STRING
-    that holds DER) replaced by ``new`` (b"": removed), every length on the way fixed."""
-    if not path:
-        return new
-    tag, contents = _split(element)
-    if path[0] == "in":
-        return _join(tag, replaced(contents, path[1:], new))
-    children = _elements(contents)
-    index = int(path[0])
-    children[index] = replaced(children[index], path[1:], new)
-    return _join(tag, b"".join(children))
 
 
 HUGE = bytes.fromhex("02047fffffff")  # INTEGER 2**31 - 1
