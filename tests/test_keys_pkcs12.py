@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 pytest.importorskip("cryptography")
 
 from securemem import SecureBytes, crypto
-from securemem._errors import KdfLimitError, KeyFormatError
-from securemem._keyformats._limits import KdfLimits
+from securemem.crypto import KdfLimitError, KdfLimits, KeyFormatError
 from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import PKCS12_FILES, assert_within
@@ -202,7 +201,7 @@ LOAD_HOSTILE = """
     import json, sys
     from pathlib import Path
     from securemem import SecureBytes, crypto
-    from securemem._errors import KdfLimitError
+    from securemem.crypto import KdfLimitError
     results = {}
     for path in sys.argv[1:]:
         try:
