@@ -179,6 +179,7 @@ def test_pem_encoding_does_not_take_a_bundle(bundles: Path) -> None:
 
 
 HUGE = bytes.fromhex("02047fffffff")  # INTEGER 2**31 - 1
+LONG_OID = bytes((0x06, 100)) + b"\x81" * 99 + b"\x01"  # one 700-bit arc: well-formed DER
 # Paths in openssl's PFX: version, authSafe (ContentInfo: data -> OCTET STRING ->
 # AuthenticatedSafe: [0] the certificates, [1] the key's SafeContents), macData.
 _AUTH_SAFE = (1, 1, 0, "in")
@@ -277,6 +278,11 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
             lambda data: replaced(data, (*_KEY_BAG, 0, 0), bytes.fromhex("06032a0304")),
             "1.2.3.4, an algorithm securemem does not know",
         ),
+        # An object identifier as long as a hostile file likes: named by its size only.
+        (
+            lambda data: replaced(data, (*_KEY_BAG, 0, 0), LONG_OID),
+            "encrypted with a 100-byte object identifier, an algorithm",
+        ),
         # BER's indefinite length on the outer SEQUENCE (openssl's is 4 bytes: 30 82 xx xx).
         (lambda data: b"\x30\x80" + data[4:] + b"\x00\x00", "indefinite length"),
         # A count is never negative, and DER writes it in its shortest form.
@@ -286,8 +292,8 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
         (lambda data: replaced(data, (2, 0, 1), bytes.fromhex("04000500")), "3 fields, not 2"),
     ],
     ids=[
-        *("truncated", "trailing", "unknown-algorithm", "ber", "negative", "not-minimal"),
-        "extra-field",
+        *("truncated", "trailing", "unknown-algorithm", "long-oid", "ber", "negative"),
+        *("not-minimal", "extra-field"),
     ],
 )
 def test_a_damaged_bundle_is_refused_naming_pkcs12(

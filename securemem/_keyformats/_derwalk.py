@@ -31,6 +31,7 @@ def explicit(number: int) -> int:
 
 _LONGEST_LENGTH = 4  # length octets: a 4 GiB element is already far beyond any key file
 _LARGEST_INTEGER = 16  # bytes of an integer read as a value (iteration counts, versions)
+_LONGEST_OID = 32  # bytes of an object identifier a message writes out (algorithms: under 12)
 
 
 class Malformed(Exception):
@@ -154,8 +155,11 @@ def oid(dotted: str) -> bytes:
 
 
 def dotted(view: memoryview, item: Element) -> str:
-    """An OBJECT IDENTIFIER (public framing) written out, for messages."""
+    """An OBJECT IDENTIFIER (public framing) written out, for messages; a long one (no
+    algorithm's is) only by its size, so that a hostile file cannot fill the message."""
     expect(item, OID, "an object identifier")
+    if item.size > _LONGEST_OID:
+        return f"a {item.size}-byte object identifier"
     arcs, value = [], 0
     for index in range(item.begin, item.end):
         value = value << 7 | (view[index] & 0x7F)
