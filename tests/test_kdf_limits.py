@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from securemem import SecureBytes, SecureMemoryError, crypto
 from securemem.crypto import KdfLimitError, KdfLimits, KeyFormatError
+from tests import derbytes
 from tests.conftest import run_python
 from tests.test_keys import assert_holds_no_key_bytes, assert_unchained
 
@@ -142,50 +143,18 @@ def openssh_with_rounds(path: Path, rounds: int) -> bytes:
     return b"\n".join([lines[0], *body, lines[-1]])
 
 
-def der_tree(data: bytes) -> list[Any]:
-    """A DER encoding as a list of (tag, contents or children): the test's own tiny parser."""
-    nodes: list[Any] = []
-    at = 0
-    while at < len(data):
-        tag, size = data[at], data[at + 1]
-        at += 2
-        if size & 0x80:
-            count = size & 0x7F
-            size = int.from_bytes(data[at : at + count], "big")
-            at += count
-        body = data[at : at + size]
-        at += size
-        nodes.append((tag, der_tree(body) if tag & 0x20 else body))
-    return nodes
-
-
-def der_bytes(nodes: list[Any]) -> bytes:
-    out = b""
-    for tag, body in nodes:
-        content = der_bytes(body) if isinstance(body, list) else body
-        assert isinstance(content, bytes)
-        size = len(content)
-        if size < 0x80:
-            length = bytes([size])
-        else:
-            digits = size.to_bytes((size.bit_length() + 7) // 8, "big")
-            length = bytes([0x80 | len(digits)]) + digits
-        out += bytes([tag]) + length + content
-    return out
-
-
 def pkcs8_with(path: Path, field: int, value: int) -> bytes:
     """The encrypted PKCS#8 PEM with the ``field``-th element of its PBES2 KDF parameters
     (1: PBKDF2's iteration count, scrypt's N; 2: scrypt's r; 3: scrypt's p) set to ``value``."""
     lines = path.read_bytes().splitlines()
-    tree = der_tree(base64.b64decode(b"".join(lines[1:-1])))
+    tree = derbytes.tree(base64.b64decode(b"".join(lines[1:-1])))
     # EncryptedPrivateKeyInfo > AlgorithmIdentifier > PBES2-params > keyDerivationFunc > params
     info: Any = tree[0][1]
     pbes2: Any = info[0][1][1][1]
     kdf_parameters: Any = pbes2[0][1][1][1]
     assert kdf_parameters[field][0] == 0x02  # an INTEGER
     kdf_parameters[field] = (0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-    body = base64.encodebytes(der_bytes(tree)).splitlines()
+    body = base64.encodebytes(derbytes.from_tree(tree)).splitlines()
     return b"\n".join([lines[0], *body, lines[-1]])
 
 
@@ -233,10 +202,10 @@ def hostile_file(source: Path, how: object, value: int, out: Path) -> Path:
         data = openssh_with_rounds(source, value)
     elif how == "pkcs12":  # PKCS#12 PBE: AlgorithmIdentifier > params SEQUENCE { salt, count }
         lines = source.read_bytes().splitlines()
-        tree = der_tree(base64.b64decode(b"".join(lines[1:-1])))
+        tree = derbytes.tree(base64.b64decode(b"".join(lines[1:-1])))
         parameters: Any = tree[0][1][0][1][1][1]
         parameters[1] = (0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-        data = b"\n".join([lines[0], *base64.encodebytes(der_bytes(tree)).splitlines(),
+        data = b"\n".join([lines[0], *base64.encodebytes(derbytes.from_tree(tree)).splitlines(),
                            lines[-1]])
     else:
         assert isinstance(how, int)
@@ -309,25 +278,30 @@ def test_encrypted_pkcs8_whose_cost_cannot_be_read_is_refused(
     real = tool_files["openssl pkcs8 (default: PBKDF2, 2048 iterations)"].read_bytes()
     lines = real.splitlines()
     der = base64.b64decode(b"".join(lines[1:-1]))
-    tree = der_tree(der)
+    tree = derbytes.tree(der)
     info: Any = tree[0][1]
     unknown_scheme = [(info[0][0], [(0x06, bytes.fromhex("2a864886f70d01050e")), info[0][1][1]]),
                       info[1]]
     kdf: Any = info[0][1][1][1][0][1]
     kdf_parameters: Any = kdf[1][1]
     damaged = [  # what is refused, and a word of the message
-        (pem(b"ENCRYPTED PRIVATE KEY", der_bytes([(0x30, unknown_scheme)])), "does not know"),
+        (
+            pem(b"ENCRYPTED PRIVATE KEY", derbytes.from_tree([(0x30, unknown_scheme)])),
+            "does not know",
+        ),
         (pem(b"ENCRYPTED PRIVATE KEY", der, b"Proc-Type: 4,ENCRYPTED\n\n"), "header"),
         (pem(b"ENCRYPTED PRIVATE KEY", der[:40]), "not valid DER"),
     ]
     kdf[0] = (0x06, bytes.fromhex("2a864886f70d0105ff"))  # a KDF that is not PBKDF2 or scrypt
-    damaged.append((pem(b"ENCRYPTED PRIVATE KEY", der_bytes(tree)), "does not know"))
+    damaged.append((pem(b"ENCRYPTED PRIVATE KEY", derbytes.from_tree(tree)), "does not know"))
     kdf[0] = (0x06, bytes.fromhex("2a864886f70d01050c"))
     kdf_parameters[1] = (0x02, b"\x00\x08\x00")  # not minimal DER
-    damaged.append((der_bytes(tree), "not valid DER"))
+    damaged.append((derbytes.from_tree(tree), "not valid DER"))
+    kdf_parameters[1] = (0x02, b"\xf8\x00")  # negative: a count never is
+    damaged.append((derbytes.from_tree(tree), "not valid DER"))
     kdf_parameters[1] = (0x02, b"\x08\x00")
     kdf_parameters.insert(2, (0x02, b"\x10\x00"))  # keyLength 4096
-    damaged.append((der_bytes(tree), "4096-byte key"))
+    damaged.append((derbytes.from_tree(tree), "4096-byte key"))
     for data, word in damaged:
         with SecureBytes(data) as source, pytest.raises(KeyFormatError, match=word) as raised:
             crypto.load_private_key(source, PASSWORD.encode())

@@ -282,12 +282,20 @@ CASES = [
 CASES_BY_NAME = {case.name: case for case in CASES}
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    made = run_python(MAKE_KEYS, str(directory), str(PASSWORD_SEED), timeout=300)
+def made_by_the_tools(
+    tmp_path_factory: pytest.TempPathFactory, name: str, script: str, password_seed: int
+) -> Path:
+    """A new directory of key files that ``script`` writes with the real tools (ssh-keygen,
+    openssl, puttygen), run in a child with the directory and the password's seed."""
+    directory = tmp_path_factory.mktemp(name)
+    made = run_python(script, str(directory), str(password_seed), timeout=300)
     assert made.returncode == 0, made.stderr
     return directory
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return made_by_the_tools(tmp_path_factory, "keys", MAKE_KEYS, PASSWORD_SEED)
 
 
 def password_marker() -> Marker:

@@ -18,19 +18,21 @@ from hypothesis import strategies as st
 
 pytest.importorskip("cryptography")
 
-from cryptography.hazmat.primitives import serialization
-
 from securemem import SecureBytes, crypto
-from securemem._errors import KdfLimitError, KeyFormatError
-from securemem._keyformats._limits import KdfLimits
+from securemem.crypto import KdfLimitError, KdfLimits, KeyFormatError
 from tests import stackview
 from tests.conftest import run_python
 from tests.copy_bounds import PKCS12_FILES, assert_within
+from tests.derbytes import replaced
 from tests.memscan import Marker
-from tests.test_keys import assert_holds_no_key_bytes, assert_unchained
+from tests.test_keys import (
+    assert_holds_no_key_bytes,
+    assert_unchained,
+    made_by_the_tools,
+    public_der,
+)
 
 PASSWORD_SEED = 1212  # the password is Marker(20, seed=PASSWORD_SEED)
-SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
 MAKE_BUNDLES = r'''
     import subprocess, sys
@@ -95,10 +97,7 @@ MAKE_BUNDLES = r'''
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("pkcs12")
-    made = run_python(MAKE_BUNDLES, str(directory), str(PASSWORD_SEED), timeout=300)
-    assert made.returncode == 0, made.stderr
-    return directory
+    return made_by_the_tools(tmp_path_factory, "pkcs12", MAKE_BUNDLES, PASSWORD_SEED)
 
 
 def password_marker() -> Marker:
@@ -116,10 +115,6 @@ def load(bundles: Path, name: str, password: Any = MARKER, **options: Any) -> An
             with password_marker() as marker, SecureBytes(marker.view()) as secret:
                 return crypto.load_private_key(data, secret, **options)
         return crypto.load_private_key(data, password, **options)
-
-
-def public_der(key: Any) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.DER, SPKI)  # type: ignore[no-any-return]
 
 
 # -- loading what openssl pkcs12 -export writes ---------------------------------------------
@@ -183,48 +178,8 @@ def test_pem_encoding_does_not_take_a_bundle(bundles: Path) -> None:
 # -- KDF costs, checked before anything is derived -----------------------------------------
 
 
-def _split(element: bytes) -> tuple[int, bytes]:
-    """(tag, contents) of one DER element (definite lengths, as openssl writes)."""
-    size, start = element[1], 2
-    if size & 0x80:
-        start = 2 + (size & 0x7F)
-        size = int.from_bytes(element[2:start], "big")
-    return element[0], element[start : start + size]
-
-
-def _elements(contents: bytes) -> list[bytes]:
-    found, offset = [], 0
-    while offset < len(contents):
-        tag, inner = _split(contents[offset:])
-        length = len(_join(tag, inner))
-        found.append(contents[offset : offset + length])
-        offset += length
-    return found
-
-
-def _join(tag: int, contents: bytes) -> bytes:
-    size = len(contents)
-    if size < 0x80:
-        return bytes((tag, size)) + contents
-    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(octets))) + octets + contents
-
-
-def replaced(element: bytes, path: tuple[int | str, ...], new: bytes) -> bytes:
-    """``element`` with the element at ``path`` (child indexes; "in" enters an OCTET STRING
-    that holds DER) replaced by ``new`` (b"": removed), every length on the way fixed."""
-    if not path:
-        return new
-    tag, contents = _split(element)
-    if path[0] == "in":
-        return _join(tag, replaced(contents, path[1:], new))
-    children = _elements(contents)
-    index = int(path[0])
-    children[index] = replaced(children[index], path[1:], new)
-    return _join(tag, b"".join(children))
-
-
 HUGE = bytes.fromhex("02047fffffff")  # INTEGER 2**31 - 1
+LONG_OID = bytes((0x06, 100)) + b"\x81" * 99 + b"\x01"  # one 700-bit arc: well-formed DER
 # Paths in openssl's PFX: version, authSafe (ContentInfo: data -> OCTET STRING ->
 # AuthenticatedSafe: [0] the certificates, [1] the key's SafeContents), macData.
 _AUTH_SAFE = (1, 1, 0, "in")
@@ -247,7 +202,7 @@ LOAD_HOSTILE = """
     import json, sys
     from pathlib import Path
     from securemem import SecureBytes, crypto
-    from securemem._errors import KdfLimitError
+    from securemem.crypto import KdfLimitError
     results = {}
     for path in sys.argv[1:]:
         try:
@@ -323,10 +278,23 @@ def test_the_limit_is_the_callers(bundles: Path) -> None:
             lambda data: replaced(data, (*_KEY_BAG, 0, 0), bytes.fromhex("06032a0304")),
             "1.2.3.4, an algorithm securemem does not know",
         ),
+        # An object identifier as long as a hostile file likes: named by its size only.
+        (
+            lambda data: replaced(data, (*_KEY_BAG, 0, 0), LONG_OID),
+            "encrypted with a 100-byte object identifier, an algorithm",
+        ),
         # BER's indefinite length on the outer SEQUENCE (openssl's is 4 bytes: 30 82 xx xx).
         (lambda data: b"\x30\x80" + data[4:] + b"\x00\x00", "indefinite length"),
+        # A count is never negative, and DER writes it in its shortest form.
+        (lambda data: replaced(data, (2, 2), bytes.fromhex("0201ff")), "MAC iterations.*negative"),
+        (lambda data: replaced(data, (2, 2), bytes.fromhex("0203000800")), "shortest form"),
+        # The MAC's DigestInfo with a third field (an empty digest, then a NULL).
+        (lambda data: replaced(data, (2, 0, 1), bytes.fromhex("04000500")), "3 fields, not 2"),
     ],
-    ids=["truncated", "trailing", "unknown-algorithm", "ber"],
+    ids=[
+        *("truncated", "trailing", "unknown-algorithm", "long-oid", "ber", "negative"),
+        *("not-minimal", "extra-field"),
+    ],
 )
 def test_a_damaged_bundle_is_refused_naming_pkcs12(
     bundles: Path, edit: Any, message: str

@@ -20,8 +20,7 @@ pytest.importorskip("cryptography")
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from securemem import SecureBytes, crypto
-from securemem._errors import KdfLimitError, KeyFormatError
-from securemem._keyformats._limits import KdfLimits
+from securemem.crypto import KdfLimitError, KdfLimits, KeyFormatError
 from tests.test_keys import assert_holds_no_key_bytes, assert_unchained
 
 PASSPHRASE = b"correct horse 1313"

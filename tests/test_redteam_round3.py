@@ -20,6 +20,7 @@ import pytest
 from securemem import KdfLimitError, KeyFormatError, SecureBytes
 from securemem._binding import ReadGate
 from securemem.crypto import KdfLimits, load_private_key
+from tests import derbytes
 from tests.conftest import run_python
 from tests.test_keys import assert_holds_no_key_bytes, assert_unchained
 
@@ -173,41 +174,19 @@ def test_an_unencrypted_traditional_key_with_header_lines_is_refused(tmp_path: P
 # -- PKCS#12 ----------------------------------------------------------------------------------
 
 
-def _der(tag: int, *contents: bytes) -> bytes:
-    body = b"".join(contents)
-    if len(body) < 0x80:
-        return bytes((tag, len(body))) + body
-    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(size))) + size + body
-
-
-def _oid(dotted: str) -> bytes:
-    arcs = [int(arc) for arc in dotted.split(".")]
-    encoded = b""
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        while arc := arc >> 7:
-            chunk.append(0x80 | (arc & 0x7F))
-        encoded += bytes(reversed(chunk))
-    return _der(0x06, encoded)
-
-
-def _int(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
 def _pfx_with_scrypt_key_bag(n: int, r: int, p: int) -> bytes:
     """A PFX (no MAC) whose one shrouded key bag is PBES2 with scrypt(n, r, p)."""
-    scrypt = _der(0x30, _oid("1.3.6.1.4.1.11591.4.11"),
-                  _der(0x30, _der(0x04, bytes(16)), _int(n), _int(r), _int(p), _int(32)))
-    aes = _der(0x30, _oid("2.16.840.1.101.3.4.1.42"), _der(0x04, bytes(16)))
-    encrypted_key = _der(0x30, _der(0x30, _oid("1.2.840.113549.1.5.13"), _der(0x30, scrypt, aes)),
-                         _der(0x04, bytes(48)))
-    bag = _der(0x30, _oid("1.2.840.113549.1.12.10.1.2"), _der(0xA0, encrypted_key))
+    der, oid, integer = derbytes.element, derbytes.oid, derbytes.integer
+    scrypt = der(0x30, oid("1.3.6.1.4.1.11591.4.11"),
+                 der(0x30, der(0x04, bytes(16)), integer(n), integer(r), integer(p), integer(32)))
+    aes = der(0x30, oid("2.16.840.1.101.3.4.1.42"), der(0x04, bytes(16)))
+    encrypted_key = der(0x30, der(0x30, oid("1.2.840.113549.1.5.13"), der(0x30, scrypt, aes)),
+                        der(0x04, bytes(48)))
+    bag = der(0x30, oid("1.2.840.113549.1.12.10.1.2"), der(0xA0, encrypted_key))
     data = "1.2.840.113549.1.7.1"
-    safe = _der(0x30, _oid(data), _der(0xA0, _der(0x04, _der(0x30, bag))))
-    authenticated = _der(0x30, safe)
-    return _der(0x30, _int(3), _der(0x30, _oid(data), _der(0xA0, _der(0x04, authenticated))))
+    safe = der(0x30, oid(data), der(0xA0, der(0x04, der(0x30, bag))))
+    authenticated = der(0x30, safe)
+    return der(0x30, integer(3), der(0x30, oid(data), der(0xA0, der(0x04, authenticated))))
 
 
 def test_a_pkcs12_scrypt_cost_counts_its_parallelism() -> None:

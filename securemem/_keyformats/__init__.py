@@ -11,7 +11,8 @@ format and hand the bytes to the module that reads or writes it:
 - :mod:`._identify`: what a file that is not a private key is (certificate, public key, ...);
 - :mod:`._putty`: PuTTY ``.ppk`` files (v2, v3), MAC-checked and decrypted in locked memory;
 - :mod:`._der`: DER built in locked memory; :mod:`._bignum`: RSA's CRT exponents for it (in C);
-  :mod:`._derwalk`: DER framing read in place.
+  :mod:`._derwalk`: the one DER reader, framing read in place (PKCS#8, PKCS#12, EC, identify);
+- :mod:`._decrypt`: an encrypted part decrypted into locked memory (OpenSSH, legacy PEM, PuTTY).
 
 What stays outside locked memory, per format, is listed in ``docs/key-formats.md``.
 """

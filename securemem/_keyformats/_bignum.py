@@ -15,6 +15,7 @@ from __future__ import annotations
 from securemem._arena import Arena
 from securemem._binding import ffi, lib
 from securemem._errors import KeyFormatError
+from securemem._keyformats import _der
 from securemem._securebytes import SecureBytes
 
 
@@ -51,7 +52,4 @@ def mod_prime_minus_one(d: memoryview, prime: memoryview, arena: Arena | None) -
 
 def significant_bytes(number: memoryview) -> int:
     """The length of a big-endian number without its leading zero bytes (read in place)."""
-    for index in range(number.nbytes):
-        if number[index]:
-            return number.nbytes - index
-    return 0
+    return _der.significant(number).nbytes

@@ -45,12 +45,24 @@ def small_integer(value: int) -> list[Piece]:
     return tagged(_INTEGER, [value.to_bytes(1, "big")])
 
 
-def integer(magnitude: memoryview) -> list[Piece]:
-    """An INTEGER from an unsigned big-endian number (an SSH mpint body works too)."""
+def significant(magnitude: memoryview) -> memoryview:
+    """An unsigned big-endian number without its leading zero bytes (a view: not copied)."""
     start = 0
     while start < magnitude.nbytes and magnitude[start] == 0:
         start += 1
-    digits = magnitude[start:]
+    return magnitude[start:]
+
+
+def fixed_size(magnitude: memoryview, size: int) -> list[Piece] | None:
+    """An unsigned big-endian number at exactly ``size`` bytes (leading zero bytes dropped or
+    added: an SEC 1 scalar), or None when it does not fit."""
+    digits = significant(magnitude)
+    return None if digits.nbytes > size else [bytes(size - digits.nbytes), digits]
+
+
+def integer(magnitude: memoryview) -> list[Piece]:
+    """An INTEGER from an unsigned big-endian number (an SSH mpint body works too)."""
+    digits = significant(magnitude)
     if digits.nbytes == 0:
         return tagged(_INTEGER, [b"\x00"])
     if digits[0] & 0x80:

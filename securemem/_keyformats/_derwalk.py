@@ -1,11 +1,14 @@
 """Reading DER framing in place: tags, lengths, object identifiers and small public integers.
 
-The data walked may hold a private key (a PKCS#12 key bag, an ECPrivateKey), so nothing here
-copies the contents of an element: an :class:`Element` is offsets into the caller's view, and
-only object identifiers and integers the caller asks for (iteration counts, versions: public
-framing) are ever turned into Python values. Strict: single-byte tags, definite lengths in
-their shortest form, children that fill their parent exactly; anything else is
-:class:`Malformed`, with an offset and never a byte of the data.
+The one DER reader of the key formats (PKCS#12's costs, encrypted PKCS#8's KDF parameters,
+EC scalars, telling a certificate from a key). The data walked may hold a private key (a
+PKCS#12 key bag, an ECPrivateKey), so nothing here copies the contents of an element: an
+:class:`Element` is offsets into the caller's view, and only object identifiers and integers
+the caller asks for (iteration counts, versions: public framing) are ever turned into Python
+values. Strict: single-byte tags, definite lengths in their shortest form, children that fill
+their parent exactly, integers non-negative and minimal; anything else is :class:`Malformed`,
+with an offset and never a byte of the data. (:func:`contents_offset` alone is lenient: it
+only recognises a format from its first bytes.)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def explicit(number: int) -> int:
 
 _LONGEST_LENGTH = 4  # length octets: a 4 GiB element is already far beyond any key file
 _LARGEST_INTEGER = 16  # bytes of an integer read as a value (iteration counts, versions)
+_LONGEST_OID = 32  # bytes of an object identifier a message writes out (algorithms: under 12)
 
 
 class Malformed(Exception):
@@ -100,13 +104,33 @@ def expect(item: Element, tag: int, what: str) -> Element:
     return item
 
 
-def fields(view: memoryview, parent: Element, tag: int, what: str, least: int) -> list[Element]:
-    """The children of ``parent``, which must have ``tag`` and at least ``least`` of them."""
+def fields(
+    view: memoryview, parent: Element, tag: int, what: str, least: int, most: int | None = None
+) -> list[Element]:
+    """The children of ``parent``, which must have ``tag``, and at least ``least`` of them
+    (and at most ``most``)."""
     expect(parent, tag, what)
     found = children(view, parent)
-    if len(found) < least:
-        raise Malformed(f"{what} at offset {parent.start} has {len(found)} fields, not {least}")
+    if len(found) < least or (most is not None and len(found) > most):
+        wanted = least if len(found) < least else most
+        raise Malformed(f"{what} at offset {parent.start} has {len(found)} fields, not {wanted}")
     return found
+
+
+def shaped(view: memoryview, parent: Element, what: str, *tags: int) -> list[Element]:
+    """The children of the SEQUENCE ``parent``: exactly as many as ``tags``, with those tags."""
+    found = fields(view, parent, SEQUENCE, what, len(tags), len(tags))
+    for item, tag in zip(found, tags, strict=True):
+        expect(item, tag, f"a field of {what}")
+    return found
+
+
+def contents_offset(view: memoryview, offset: int) -> int:
+    """Where the contents of the element at ``offset`` start, its length read leniently (long,
+    indefinite or not in its shortest form): for recognising a format from its first bytes,
+    never for reading it. IndexError when ``view`` ends first."""
+    first = view[offset + 1]
+    return offset + 2 + (first & 0x7F if first > 0x80 else 0)
 
 
 def is_oid(view: memoryview, item: Element, encoded: bytes) -> bool:
@@ -131,8 +155,11 @@ def oid(dotted: str) -> bytes:
 
 
 def dotted(view: memoryview, item: Element) -> str:
-    """An OBJECT IDENTIFIER (public framing) written out, for messages."""
+    """An OBJECT IDENTIFIER (public framing) written out, for messages; a long one (no
+    algorithm's is) only by its size, so that a hostile file cannot fill the message."""
     expect(item, OID, "an object identifier")
+    if item.size > _LONGEST_OID:
+        return f"a {item.size}-byte object identifier"
     arcs, value = [], 0
     for index in range(item.begin, item.end):
         value = value << 7 | (view[index] & 0x7F)
@@ -146,8 +173,13 @@ def dotted(view: memoryview, item: Element) -> str:
 
 
 def integer(view: memoryview, item: Element, what: str) -> int:
-    """The value of a public INTEGER (a version, an iteration count)."""
+    """The value of a public INTEGER (a version, an iteration count): non-negative, as every
+    count and version is, and minimally encoded (DER)."""
     expect(item, INTEGER, what)
     if item.size == 0 or item.size > _LARGEST_INTEGER:
         raise Malformed(f"{what} at offset {item.start} is {item.size} bytes long")
-    return int.from_bytes(view[item.begin : item.end], "big", signed=True)
+    if view[item.begin] & 0x80:
+        raise Malformed(f"{what} at offset {item.start} is negative")
+    if item.size > 1 and view[item.begin] == 0 and not view[item.begin + 1] & 0x80:
+        raise Malformed(f"{what} at offset {item.start} is not in its shortest form")
+    return int.from_bytes(view[item.begin : item.end], "big")

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError, PasswordMismatch, SecureMemoryError
 from securemem._keyformats import (
+    _derwalk,
     _ecscalar,
     _identify,
     _legacypem,
@@ -51,9 +52,6 @@ _RAW: dict[str, tuple[int, Callable[[memoryview], PrivateKeyTypes]]] = {
     "ed448": (57, ed448.Ed448PrivateKey.from_private_bytes),
     "x448": (56, x448.X448PrivateKey.from_private_bytes),
 }
-_SEQUENCE = 0x30
-_INTEGER = 0x02
-_OCTET_STRING = 0x04
 _T = TypeVar("_T")
 # What a loader may raise for bad key data (cryptography's loaders included): _guarded turns
 # each into securemem's one family, KeyFormatError (TypeError stays TypeError: a password
@@ -175,7 +173,7 @@ def _load_raw(
 
 
 def _looks_like_der(view: memoryview) -> bool:
-    return view.nbytes > 0 and view[0] == _SEQUENCE
+    return view.nbytes > 0 and view[0] == _derwalk.SEQUENCE
 
 
 def _load_der(
@@ -347,27 +345,21 @@ def _starts_with(view: memoryview, prefix: bytes) -> bool:
 def _describe_der(view: memoryview) -> str:
     """Which DER private key structure this is, from its public framing (tags, version)."""
     try:
-        first = 1 + _length_size(view, 1)  # the first element inside the outer SEQUENCE
-        if view[first] == _SEQUENCE:
+        first = _derwalk.contents_offset(view, 0)  # the first element inside the SEQUENCE
+        if view[first] == _derwalk.SEQUENCE:
             return "DER, encrypted PKCS#8"  # AlgorithmIdentifier, then the encrypted data
-        if view[first] != _INTEGER or view[first + 1] & 0x80:
+        if view[first] != _derwalk.INTEGER or view[first + 1] & 0x80:
             return "DER"
         second = view[first + 2 + view[first + 1]]  # the element after the version
     except IndexError:
         return "DER (truncated)"
-    if second == _SEQUENCE:
+    if second == _derwalk.SEQUENCE:
         return "DER, PKCS#8"
-    if second == _OCTET_STRING:
+    if second == _derwalk.OCTET_STRING:
         return "DER, traditional EC (SEC 1)"
-    if second == _INTEGER:
+    if second == _derwalk.INTEGER:
         return "DER, traditional RSA (PKCS#1) or DSA"
     return "DER"
-
-
-def _length_size(view: memoryview, offset: int) -> int:
-    """How many bytes the DER length at ``offset`` takes."""
-    first = view[offset]
-    return 1 + (first & 0x7F if first & 0x80 else 0)
 
 
 def _guarded(described: str, load: Callable[[], _T]) -> _T:

@@ -116,16 +116,15 @@ def _sec1_pieces(
             size = _size(der, walk.fields(der, part, part.tag, "the curve", 1)[0])
     if size is None or scalar.size == size:
         return None
-    extra = max(scalar.size - size, 0)
-    if any(der[scalar.begin + index] for index in range(extra)):
+    fixed = _der.fixed_size(der[scalar.begin : scalar.end], size)
+    if fixed is None:
         raise KeyFormatError(
             f"the EC private key's scalar is {scalar.size} bytes, longer than its curve's "
             f"{size}, and its extra leading bytes are not zero: the key is corrupt"
         )
-    digits = der[scalar.begin + extra : scalar.end]
     return _der.sequence(
         [_raw(der, version)],
-        _der.octet_string([bytes(size - digits.nbytes), digits]),
+        _der.octet_string(fixed),
         [_raw(der, part) for part in parts[2:]],
     )
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algo
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError
 from securemem._keyformats import _pem
+from securemem._keyformats._decrypt import decrypt_into_locked
 from securemem._securebytes import SecureBytes
 
 
@@ -103,19 +104,9 @@ def decrypt(
             if ciphertext.nbytes == 0 or ciphertext.nbytes % block_size:
                 raise KeyFormatError("the encrypted PEM key's body is not whole blocks: damaged?")
             decryptor = Cipher(known.algorithm(key_view), modes.CBC(iv)).decryptor()
-            room = SecureBytes(ciphertext.nbytes + block_size - 1, arena=arena)
-            try:
-                with room.view() as out:
-                    decryptor.update_into(ciphertext, out)
-                    decryptor.finalize()
-                    length = _unpadded_length(out[: ciphertext.nbytes], block_size)
-                    if length < 0:
-                        raise KeyFormatError(
-                            "wrong password for the encrypted PEM key (or the key is corrupt)"
-                        )
-                    return SecureBytes(out[:length], arena=arena)
-            finally:
-                room.close()
+            return decrypt_into_locked(
+                decryptor, ciphertext, block_size, arena, lambda plain: _unpadded(plain, block_size)
+            )
     finally:
         key.close()
         encrypted.close()
@@ -141,12 +132,12 @@ def _bytes_to_key(password: memoryview, salt: bytes, size: int, arena: Arena | N
     return key
 
 
-def _unpadded_length(plain: memoryview, block_size: int) -> int:
-    """The length without the PKCS#7 padding, or -1 if the padding is wrong (a wrong
-    password, almost always). Only the padding bytes are looked at."""
+def _unpadded(plain: memoryview, block_size: int) -> int:
+    """The length without the PKCS#7 padding. Wrong padding (a wrong password, almost always)
+    raises KeyFormatError. Only the padding bytes are looked at."""
     pad = plain[plain.nbytes - 1]
-    if not 1 <= pad <= block_size:
-        return -1
-    if any(plain[plain.nbytes - offset] != pad for offset in range(1, pad + 1)):
-        return -1
+    if not 1 <= pad <= block_size or any(
+        plain[plain.nbytes - offset] != pad for offset in range(1, pad + 1)
+    ):
+        raise KeyFormatError("wrong password for the encrypted PEM key (or the key is corrupt)")
     return plain.nbytes - pad

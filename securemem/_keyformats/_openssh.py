@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError, PasswordMismatch
 from securemem._keyformats import _bignum, _der, _limits
+from securemem._keyformats._decrypt import decrypt_into_locked
 from securemem._securebytes import SecureBytes
 
 _MAGIC = b"openssh-key-v1\x00"
@@ -65,13 +66,15 @@ _CURVES = {  # SSH curve name: (OID of the named curve, DER-encoded; private sca
 }
 
 
-class _Reader:
-    """SSH wire-format fields (uint32, string) read from a memoryview without copying."""
+class Reader:
+    """SSH wire-format fields (uint32, string) read from a memoryview without copying (the
+    PuTTY reader's blobs too: ``key`` names the format in a message)."""
 
-    def __init__(self, view: memoryview, what: str) -> None:
+    def __init__(self, view: memoryview, what: str, key: str = "OpenSSH") -> None:
         self._view = view
         self._offset = 0
         self._what = what
+        self._key = key
 
     def u32(self) -> int:
         """A length, a count or a round count: never secret."""
@@ -82,13 +85,16 @@ class _Reader:
 
     def take(self, size: int) -> memoryview:
         if self._offset + size > self._view.nbytes:
-            raise KeyFormatError(f"the OpenSSH key is truncated or corrupt ({self._what})")
+            raise KeyFormatError(f"the {self._key} key is truncated or corrupt ({self._what})")
         piece = self._view[self._offset : self._offset + size]
         self._offset += size
         return piece
 
+    def left(self) -> int:
+        return self._view.nbytes - self._offset
+
     def rest(self) -> memoryview:
-        return self.take(self._view.nbytes - self._offset)
+        return self.take(self.left())
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ def header(container: memoryview) -> Header:
             "the OPENSSH PRIVATE KEY block does not start with 'openssh-key-v1': is the file "
             "damaged?"
         )
-    reader = _Reader(container[len(_MAGIC) :], "header")
+    reader = Reader(container[len(_MAGIC) :], "header")
     return Header(_name(reader.string()), _name(reader.string()))
 
 
@@ -157,11 +163,11 @@ def load(
     """The key in a decoded OpenSSH container (the PEM body, already in locked memory)."""
     with container.view() as view:
         protection = header(view)
-        reader = _Reader(view[len(_MAGIC) :], "header")
+        reader = Reader(view[len(_MAGIC) :], "header")
         cipher_name, kdf_name, kdf_options = reader.string(), reader.string(), reader.string()
         if reader.u32() != 1:
             raise KeyFormatError("the OpenSSH file holds several keys: only one key is supported")
-        public_blob = reader.string()
+        public = reader.string()
         private = reader.string()
         if protection.encrypted:
             section = _decrypt(
@@ -181,7 +187,7 @@ def load(
                 key = _private_key(plain, unsafe_skip_rsa_key_validation, arena)
         finally:
             section.close()
-        if _public_blob(key) != public_blob:
+        if public_blob(key) != public:
             raise KeyFormatError(
                 "the OpenSSH key's private part does not match its public part: the file "
                 "is corrupt"
@@ -217,7 +223,7 @@ def _decrypt(
         raise KeyFormatError(
             "the OpenSSH key's encrypted section has the wrong size: it is corrupt"
         )
-    options = _Reader(kdf_options, "bcrypt options")
+    options = Reader(kdf_options, "bcrypt options")
     salt, rounds = options.string(), options.u32()
     # Before any derivation: bcrypt runs in C, where Ctrl-C does not reach it.
     _limits.check("OpenSSH", "bcrypt_rounds", rounds, limits.bcrypt_rounds)
@@ -239,20 +245,12 @@ def _decrypt(
             else:
                 mode = modes.GCM(iv, trailer.tobytes())  # the tag: not secret
             decryptor = Cipher(algorithms.AES(key), mode).decryptor()
-            # update_into wants room for one more block than it writes
-            room = SecureBytes(encrypted.nbytes + cipher.block_size - 1, arena=arena)
             try:
-                with room.view() as out:
-                    decryptor.update_into(encrypted, out)
-                    try:
-                        decryptor.finalize()
-                    except InvalidTag:
-                        raise KeyFormatError(
-                            "wrong passphrase for the OpenSSH key (or the key is corrupt)"
-                        ) from None
-                    section = SecureBytes(out[: encrypted.nbytes], arena=arena)
-            finally:
-                room.close()
+                section = decrypt_into_locked(decryptor, encrypted, cipher.block_size, arena)
+            except InvalidTag:
+                raise KeyFormatError(
+                    "wrong passphrase for the OpenSSH key (or the key is corrupt)"
+                ) from None
     finally:
         seed.close()
     with section.view() as plain:
@@ -288,7 +286,7 @@ def _bcrypt_seed(
 def _private_key(
     section: memoryview, unsafe_skip_rsa_key_validation: bool, arena: Arena | None
 ) -> PrivateKeyTypes:
-    reader = _Reader(section, "private section")
+    reader = Reader(section, "private section")
     reader.take(8)  # the two check values, compared already
     key_type = reader.string()
     if _is(key_type, b"ssh-ed25519"):
@@ -298,13 +296,13 @@ def _private_key(
         key: PrivateKeyTypes = ed25519.Ed25519PrivateKey.from_private_bytes(pair[:32])
     elif _is(key_type[:11], b"ecdsa-sha2-"):
         curve_name, point, scalar = reader.string(), reader.string(), reader.string()
-        key = _load_der(_ec_der(curve_name, point, scalar, arena), False)
+        key = load_der(ec_der(curve_name, point, scalar, arena), False)
     elif _is(key_type, b"ssh-rsa"):
         n, e, d, iqmp, p, q = (reader.string() for _ in range(6))
-        key = _load_der(_rsa_der(n, e, d, iqmp, p, q, arena), unsafe_skip_rsa_key_validation)
+        key = load_der(rsa_der(n, e, d, iqmp, p, q, arena), unsafe_skip_rsa_key_validation)
     elif _is(key_type, b"ssh-dss"):
-        fields = [_der.integer(reader.string()) for _ in range(5)]  # p, q, g, y, x
-        key = _load_der(_der.write(_der.sequence(_der.small_integer(0), *fields), arena), False)
+        p, q, g, y, x = (reader.string() for _ in range(5))
+        key = load_der(dsa_der(p, q, g, y, x, arena), False)
     else:
         raise KeyFormatError(
             f"OpenSSH key type {_name(key_type)!r} is not supported (security-key types keep "
@@ -317,7 +315,7 @@ def _private_key(
     return key
 
 
-def _ec_der(
+def ec_der(
     curve_name: memoryview, point: memoryview, scalar: memoryview, arena: Arena | None
 ) -> SecureBytes:
     """SEC 1 ECPrivateKey: version 1, the scalar at the curve's size, curve OID, point."""
@@ -325,22 +323,28 @@ def _ec_der(
     if curve is None:
         raise KeyFormatError(f"OpenSSH ECDSA curve {_name(curve_name)!r} is not supported")
     oid, size = curve
-    start = 0
-    while start < scalar.nbytes and scalar[start] == 0:
-        start += 1  # an mpint carries a sign byte; SEC 1 wants exactly `size` bytes
-    digits = scalar[start:]
-    if digits.nbytes > size:
+    # An mpint carries a sign byte; SEC 1 wants exactly `size` bytes.
+    fixed = _der.fixed_size(scalar, size)
+    if fixed is None:
         raise KeyFormatError("the OpenSSH ECDSA key is corrupt (its private scalar is too long)")
     structure = _der.sequence(
         _der.small_integer(1),
-        _der.octet_string([bytes(size - digits.nbytes), digits]),
+        _der.octet_string(fixed),
         _der.explicit(0, [oid]),
         _der.explicit(1, _der.bit_string(point)),
     )
     return _der.write(structure, arena)
 
 
-def _rsa_der(
+def dsa_der(
+    p: memoryview, q: memoryview, g: memoryview, y: memoryview, x: memoryview, arena: Arena | None
+) -> SecureBytes:
+    """OpenSSL's traditional DSA structure: version 0, p, q, g, y, x."""
+    fields = [_der.integer(value) for value in (p, q, g, y, x)]
+    return _der.write(_der.sequence(_der.small_integer(0), *fields), arena)
+
+
+def rsa_der(
     n: memoryview,
     e: memoryview,
     d: memoryview,
@@ -381,7 +385,7 @@ def _rsa_der(
         dmq1.close()
 
 
-def _load_der(der: SecureBytes, unsafe_skip_rsa_key_validation: bool) -> PrivateKeyTypes:
+def load_der(der: SecureBytes, unsafe_skip_rsa_key_validation: bool) -> PrivateKeyTypes:
     try:
         with der.view() as view:
             return serialization.load_der_private_key(
@@ -391,7 +395,7 @@ def _load_der(der: SecureBytes, unsafe_skip_rsa_key_validation: bool) -> Private
         der.close()
 
 
-def _public_blob(key: PrivateKeyTypes) -> bytes:
+def public_blob(key: PrivateKeyTypes) -> bytes:
     """The key's public half in SSH wire format (public data)."""
     line = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH

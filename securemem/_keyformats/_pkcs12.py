@@ -40,7 +40,6 @@ _PBES2 = der.oid("1.2.840.113549.1.5.13")
 _PBKDF2 = der.oid("1.2.840.113549.1.5.12")
 _PBMAC1 = der.oid("1.2.840.113549.1.5.14")
 _SCRYPT = der.oid("1.3.6.1.4.1.11591.4.11")
-_ANY_LENGTH = 1 << 40  # where only a header is read: the rest may be cut off
 _NESTING = 4  # safeContentsBag inside safeContentsBag: deeper than any tool writes
 
 
@@ -58,23 +57,15 @@ def looks_like(view: memoryview) -> bool:
     try:
         if view[0] != der.SEQUENCE:
             return False
-        version = der.element(view, _contents(view, 0), view.nbytes)
+        version = der.element(view, der.contents_offset(view, 0), view.nbytes)
         if version.tag != der.INTEGER or version.size != 1 or view[version.begin] != 3:
             return False
         if view[version.end] != der.SEQUENCE:
             return False
-        content_type = der.element(view, _contents(view, version.end), view.nbytes)
+        content_type = der.element(view, der.contents_offset(view, version.end), view.nbytes)
     except (der.Malformed, IndexError):
         return False
     return der.is_oid(view, content_type, _DATA) or der.is_oid(view, content_type, _SIGNED_DATA)
-
-
-def _contents(view: memoryview, offset: int) -> int:
-    """Where the contents of the constructed element at ``offset`` start (BER's indefinite
-    length allowed: this only recognises the format)."""
-    if view[offset + 1] == 0x80:
-        return offset + 2
-    return der.element(view, offset, _ANY_LENGTH).begin
 
 
 def costs(view: memoryview) -> list[Cost]:
@@ -108,19 +99,20 @@ def _wrapped_octets(
     """The SEQUENCE inside ``[0] EXPLICIT OCTET STRING`` of a data ContentInfo."""
     if not der.is_oid(view, content_type, _DATA) or len(content) != 1:
         raise der.Malformed(f"{what} at offset {content_type.start} is not a data ContentInfo")
-    [octets] = der.fields(view, content[0], der.explicit(0), what, 1)
+    [octets] = der.fields(view, content[0], der.explicit(0), what, 1, 1)
     der.expect(octets, der.OCTET_STRING, f"{what}'s content")
     return der.expect(der.element(view, octets.begin, octets.end), der.SEQUENCE, what)
 
 
 def _mac_costs(view: memoryview, mac_data: der.Element) -> list[Cost]:
     mac, _salt, *iterations = der.fields(view, mac_data, der.SEQUENCE, "the MacData", 2)
-    digest_algorithm, _digest = der.fields(view, mac, der.SEQUENCE, "the MAC", 2)
+    digest_algorithm, _digest = der.fields(view, mac, der.SEQUENCE, "the MAC", 2, 2)
     algorithm, *parameters = der.fields(
         view, digest_algorithm, der.SEQUENCE, "the MAC algorithm", 1
     )
     if der.is_oid(view, algorithm, _PBMAC1):  # RFC 9579: PBKDF2 names the cost
-        kdf, _scheme = der.fields(view, _only(parameters, "PBMAC1"), der.SEQUENCE, "PBMAC1", 2)
+        pbmac1 = _only(parameters, "PBMAC1")
+        kdf, _scheme = der.fields(view, pbmac1, der.SEQUENCE, "PBMAC1", 2, 2)
         return _kdf_costs(view, kdf, "the MAC (PBMAC1)")
     count = der.integer(view, iterations[0], "the MAC iterations") if iterations else 1
     return [Cost("the MAC", "pbkdf2_iterations", count)]
@@ -129,7 +121,7 @@ def _mac_costs(view: memoryview, mac_data: der.Element) -> list[Cost]:
 def _encrypted_data_costs(view: memoryview, content: list[der.Element]) -> list[Cost]:
     if len(content) != 1:
         raise der.Malformed("an encryptedData ContentInfo without its content")
-    [encrypted_data] = der.fields(view, content[0], der.explicit(0), "an encryptedData", 1)
+    [encrypted_data] = der.fields(view, content[0], der.explicit(0), "an encryptedData", 1, 1)
     _version, info = der.fields(view, encrypted_data, der.SEQUENCE, "an EncryptedData", 2)[:2]
     _type, algorithm = der.fields(view, info, der.SEQUENCE, "an EncryptedContentInfo", 2)[:2]
     return _encryption_costs(view, algorithm, f"the encrypted content at offset {info.start}")
@@ -141,7 +133,7 @@ def _bag_costs(view: memoryview, safe_contents: der.Element, depth: int) -> list
     found = []
     for bag in der.children(view, safe_contents):
         bag_id, value = der.fields(view, bag, der.SEQUENCE, "a SafeBag", 2)[:2]
-        [inner] = der.fields(view, value, der.explicit(0), "a SafeBag's value", 1)
+        [inner] = der.fields(view, value, der.explicit(0), "a SafeBag's value", 1, 1)
         if der.is_oid(view, bag_id, _SHROUDED_KEY_BAG):
             algorithm = der.fields(view, inner, der.SEQUENCE, "a shrouded key bag", 2)[0]
             where = f"the shrouded key bag at offset {bag.start}"
@@ -161,7 +153,7 @@ def _encryption_costs(view: memoryview, identifier: der.Element, where: str) -> 
         )[:2]
         return [Cost(where, "pbkdf2_iterations", der.integer(view, iterations, "iterations"))]
     if der.is_oid(view, algorithm, _PBES2):
-        kdf, _scheme = der.fields(view, _only(parameters, where), der.SEQUENCE, "PBES2", 2)
+        kdf, _scheme = der.fields(view, _only(parameters, where), der.SEQUENCE, "PBES2", 2, 2)
         return _kdf_costs(view, kdf, where)
     raise der.Malformed(
         f"{where} is encrypted with {der.dotted(view, algorithm)}, an algorithm securemem does "
@@ -200,10 +192,6 @@ def load(
         found = costs(view)
     except der.Malformed as error:
         malformed = KeyFormatError(f"cannot load the private key ({NAME}): {error}")
-    except ValueError:  # a structure with more children than the walk unpacks
-        malformed = KeyFormatError(
-            f"cannot load the private key ({NAME}): the bundle's structure is not PKCS#12's"
-        )
     if malformed is None and password is not None and 0 in password:
         # cryptography passes the password on as a C string: a NUL byte would end it (and
         # its Rust layer panics, quoting the password's bytes). Refused first.

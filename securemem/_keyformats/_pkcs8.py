@@ -4,8 +4,8 @@ cryptography (and OpenSSL under it) decrypts encrypted PKCS#8 itself, running wh
 iteration count or scrypt ``N``, ``r``, ``p`` the file names; a hostile file can ask for hours
 of CPU or gigabytes of memory. So before any DER goes to cryptography's loader, this module
 reads the ``EncryptedPrivateKeyInfo``'s ``AlgorithmIdentifier`` (RFC 5958, with the parameter
-structures of RFC 8018 and RFC 7914) with a small strict DER reader, and refuses costs above the
-:class:`~securemem._keyformats._limits.KdfLimits` in force.
+structures of RFC 8018 and RFC 7914) with the strict DER reader of ``_derwalk``, and
+refuses costs above the :class:`~securemem._keyformats._limits.KdfLimits` in force.
 
 What counts as encrypted PKCS#8: any DER whose first element inside the outer SEQUENCE is itself
 a SEQUENCE (plain PKCS#8 and the traditional RSA, EC and DSA structures start with an INTEGER).
@@ -21,89 +21,29 @@ a byte of the file, only the names of known algorithms and the counts.
 from __future__ import annotations
 
 from securemem._errors import KeyFormatError
+from securemem._keyformats import _derwalk as walk
 from securemem._keyformats._limits import KdfLimits, check
 
-_SEQUENCE = 0x30
-_INTEGER = 0x02
-_OCTET_STRING = 0x04
-_OID = 0x06
-_MAX_INTEGER_BYTES = 16  # far above any limit: a larger count is damage, not a cost
 _MAX_KEY_LENGTH = 64  # bytes; no cipher a PKCS#8 key uses needs a longer key
 
-_PKCS5 = bytes.fromhex("2a864886f70d0105")  # 1.2.840.113549.1.5
-_PBES2 = _PKCS5 + b"\x0d"
-_PBKDF2 = _PKCS5 + b"\x0c"
-_SCRYPT = bytes.fromhex("2b06010401da47040b")  # 1.3.6.1.4.1.11591.4.11
+_PKCS5 = "1.2.840.113549.1.5."
+_PBES2 = walk.oid(_PKCS5 + "13")
+_PBKDF2 = walk.oid(_PKCS5 + "12")
+_SCRYPT = walk.oid("1.3.6.1.4.1.11591.4.11")
 # PBES1 (RFC 8018 A.3: MD2/MD5/SHA-1 with DES or RC2) and PKCS#12's PBE (RFC 7292 C) schemes:
 # the same parameters, a salt and an iteration count.
-_PBES1 = tuple(_PKCS5 + bytes((number,)) for number in (1, 3, 4, 6, 10, 11))
-_PKCS12_PBE = tuple(bytes.fromhex("2a864886f70d010c01") + bytes((n,)) for n in range(1, 7))
-
-
-class _Damaged(Exception):
-    """The structure is not the strict DER it must be (turned into one KeyFormatError)."""
-
-
-class _Der:
-    """Strict DER elements read in order from a memoryview, each checked to lie inside it."""
-
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
-        self._at = 0
-
-    def next_tag(self) -> int | None:
-        return self._view[self._at] if self._at < self._view.nbytes else None
-
-    def element(self, tag: int) -> memoryview:
-        """The contents of the next element, which must have ``tag``."""
-        if self.next_tag() != tag:
-            raise _Damaged
-        at = self._at + 1
-        if at >= self._view.nbytes:
-            raise _Damaged
-        first = self._view[at]
-        at += 1
-        if first < 0x80:
-            size = first
-        else:
-            count = first & 0x7F
-            # No indefinite length (0x80), at most 4 length bytes, minimal (DER).
-            if not 1 <= count <= 4 or at + count > self._view.nbytes:
-                raise _Damaged
-            size = int.from_bytes(self._view[at : at + count], "big")
-            if size < 0x80 or size >> (8 * (count - 1)) == 0:
-                raise _Damaged
-            at += count
-        if at + size > self._view.nbytes:
-            raise _Damaged
-        self._at = at + size
-        return self._view[at : at + size]
-
-    def integer(self) -> int:
-        """A non-negative, minimally encoded INTEGER (a count: public)."""
-        digits = self.element(_INTEGER)
-        if digits.nbytes == 0 or digits[0] & 0x80:
-            raise _Damaged
-        if digits.nbytes > 1 and digits[0] == 0 and not digits[1] & 0x80:
-            raise _Damaged
-        if digits.nbytes > _MAX_INTEGER_BYTES:
-            raise _Damaged
-        return int.from_bytes(digits, "big")
-
-    def done(self) -> None:
-        if self._at != self._view.nbytes:
-            raise _Damaged
+_PBES1 = tuple(walk.oid(f"{_PKCS5}{number}") for number in (1, 3, 4, 6, 10, 11))
+_PKCS12_PBE = tuple(walk.oid(f"1.2.840.113549.1.12.1.{number}") for number in range(1, 7))
 
 
 def looks_encrypted(der: memoryview) -> bool:
     """Whether cryptography's DER loader could take ``der`` for encrypted PKCS#8."""
-    if der.nbytes < 3 or der[0] != _SEQUENCE:
+    # The outer length is skipped leniently (long, indefinite or not minimal): whatever it
+    # says, data whose first inner element is a SEQUENCE is checked, strictly.
+    try:
+        return der[0] == walk.SEQUENCE and der[walk.contents_offset(der, 0)] == walk.SEQUENCE
+    except IndexError:
         return False
-    # Skip the outer length leniently (long, indefinite or not minimal): whatever it says,
-    # data whose first inner element is a SEQUENCE is checked, strictly.
-    first = der[1]
-    inner = 2 + (first & 0x7F if first > 0x80 else 0)
-    return inner < der.nbytes and der[inner] == _SEQUENCE
 
 
 def check_kdf(der: memoryview, limits: KdfLimits) -> None:
@@ -114,7 +54,7 @@ def check_kdf(der: memoryview, limits: KdfLimits) -> None:
         return
     try:
         _check_algorithm(der, limits)
-    except _Damaged:
+    except walk.Malformed:
         raise KeyFormatError(
             "the data starts like encrypted PKCS#8 (a SEQUENCE inside a SEQUENCE) but its "
             "encryption algorithm and parameters are not valid DER: is the file damaged, or "
@@ -123,20 +63,20 @@ def check_kdf(der: memoryview, limits: KdfLimits) -> None:
 
 
 def _check_algorithm(der: memoryview, limits: KdfLimits) -> None:
-    outer = _Der(_Der(der).element(_SEQUENCE))
-    algorithm = _Der(outer.element(_SEQUENCE))
-    scheme = algorithm.element(_OID)
-    parameters = _Der(algorithm.element(_SEQUENCE))
-    algorithm.done()
-    if scheme == _PBES2:
-        _check_pbes2(parameters, limits)
-    elif _one_of(scheme, _PBES1 + _PKCS12_PBE):
-        name = "PBES1" if _one_of(scheme, _PBES1) else "PKCS#12 PBE"
-        parameters.element(_OCTET_STRING)  # the salt
-        iterations = parameters.integer()
-        parameters.done()
-        check(f"the encrypted PKCS#8 ({name})", "pbkdf2_iterations", iterations,
-              limits.pbkdf2_iterations)
+    # Only the AlgorithmIdentifier is read: what follows it (the encrypted data, and any
+    # bytes after the structure) is cryptography's to refuse.
+    outer = walk.expect(walk.element(der, 0, der.nbytes), walk.SEQUENCE, "the key")
+    identifier = walk.element(der, outer.begin, outer.end)
+    scheme, parameters = walk.shaped(der, identifier, "the algorithm", walk.OID, walk.SEQUENCE)
+    if walk.is_oid(der, scheme, _PBES2):
+        _check_pbes2(der, parameters, limits)
+    elif _one_of(der, scheme, _PBES1 + _PKCS12_PBE):
+        name = "PBES1" if _one_of(der, scheme, _PBES1) else "PKCS#12 PBE"
+        _salt, iterations = walk.shaped(
+            der, parameters, "the parameters", walk.OCTET_STRING, walk.INTEGER
+        )
+        check(f"the encrypted PKCS#8 ({name})", "pbkdf2_iterations",
+              walk.integer(der, iterations, "the iterations"), limits.pbkdf2_iterations)
     else:
         raise KeyFormatError(
             "the encrypted PKCS#8 key uses an encryption scheme securemem does not know (not "
@@ -145,35 +85,34 @@ def _check_algorithm(der: memoryview, limits: KdfLimits) -> None:
         )
 
 
-def _one_of(oid: memoryview, known: tuple[bytes, ...]) -> bool:
+def _one_of(der: memoryview, item: walk.Element, known: tuple[bytes, ...]) -> bool:
     """Compared in place (a ``bytes`` copy of a field is not made for a lookup)."""
-    return any(oid == candidate for candidate in known)
+    return any(walk.is_oid(der, item, candidate) for candidate in known)
 
 
-def _check_pbes2(parameters: _Der, limits: KdfLimits) -> None:
-    kdf = _Der(parameters.element(_SEQUENCE))
-    parameters.element(_SEQUENCE)  # the encryption scheme: cryptography checks it
-    parameters.done()
-    kdf_id = kdf.element(_OID)
-    options = _Der(kdf.element(_SEQUENCE))
-    kdf.done()
-    if kdf_id == _PBKDF2:
-        if options.next_tag() == _OCTET_STRING:
-            options.element(_OCTET_STRING)  # the salt
-        else:
-            options.element(_SEQUENCE)  # the salt's "otherSource" choice
-        iterations = options.integer()
-        if options.next_tag() == _INTEGER:
-            _check_key_length(options.integer())
-        # Then the PRF's AlgorithmIdentifier (HMAC-SHA-1 when absent): cryptography reads it.
+def _check_pbes2(der: memoryview, parameters: walk.Element, limits: KdfLimits) -> None:
+    # The encryption scheme (the second field) is cryptography's to check.
+    kdf, _scheme = walk.shaped(der, parameters, "PBES2", walk.SEQUENCE, walk.SEQUENCE)
+    kdf_id, options = walk.shaped(der, kdf, "the KDF", walk.OID, walk.SEQUENCE)
+    if walk.is_oid(der, kdf_id, _PBKDF2):
+        values = walk.fields(der, options, walk.SEQUENCE, "the PBKDF2 parameters", 2)
+        # salt (or its "otherSource" choice, a SEQUENCE), iterationCount, keyLength OPTIONAL,
+        # then the PRF's AlgorithmIdentifier (HMAC-SHA-1 when absent): cryptography reads it.
+        if values[0].tag not in (walk.OCTET_STRING, walk.SEQUENCE):
+            raise walk.Malformed(f"the PBKDF2 salt at offset {values[0].start}")
+        iterations = walk.integer(der, values[1], "the iterations")
+        if len(values) > 2 and values[2].tag == walk.INTEGER:
+            _check_key_length(walk.integer(der, values[2], "the key length"))
         check("the encrypted PKCS#8 (PBES2, PBKDF2)", "pbkdf2_iterations", iterations,
               limits.pbkdf2_iterations)
-    elif kdf_id == _SCRYPT:
-        options.element(_OCTET_STRING)  # the salt
-        n, r, p = options.integer(), options.integer(), options.integer()
-        if options.next_tag() == _INTEGER:
-            _check_key_length(options.integer())
-        options.done()
+    elif walk.is_oid(der, kdf_id, _SCRYPT):
+        values = walk.fields(der, options, walk.SEQUENCE, "the scrypt parameters", 4)
+        walk.expect(values[0], walk.OCTET_STRING, "the scrypt salt")
+        if len(values) > 5:  # salt, N, r, p, keyLength OPTIONAL
+            raise walk.Malformed(f"the scrypt parameters at offset {options.start}")
+        n, r, p, *length = (walk.integer(der, value, "a scrypt parameter") for value in values[1:])
+        if length:
+            _check_key_length(length[0])
         # Memory is 128 * r * N bytes (plus 128 * r * p); time grows with N * r * p. Their
         # product bounds both.
         check(f"the encrypted PKCS#8 (PBES2, scrypt N={n}, r={r}, p={p})",

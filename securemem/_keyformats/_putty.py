@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.kdf import argon2
 
 from securemem._arena import Arena
 from securemem._errors import KeyFormatError, PasswordMismatch
-from securemem._keyformats import _der, _limits, _openssh
+from securemem._keyformats import _limits, _openssh
+from securemem._keyformats._decrypt import decrypt_into_locked
 from securemem._keyformats._limits import KdfLimits
 from securemem._securebytes import SecureBytes
 
@@ -44,6 +45,7 @@ _AES = b"aes256-cbc"
 _NONE = b"none"
 _BLOCK = 16
 _KEY_SIZE, _IV_SIZE, _MAC_KEY_SIZE = 32, 16, 32
+_V2_MAC_KEY_SIZE = 20  # SHA-1's digest
 _V2_MAC_LABEL = b"putty-private-key-file-mac-key"
 _Argon2 = type[argon2.Argon2id] | type[argon2.Argon2i] | type[argon2.Argon2d]
 _ARGON2: dict[bytes, _Argon2] = {
@@ -305,14 +307,7 @@ def _decrypt(
                 )
             key, iv = keys[:_KEY_SIZE], keys[_KEY_SIZE : _KEY_SIZE + _IV_SIZE]
             decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-            room = SecureBytes(ciphertext.nbytes + _BLOCK - 1, arena=arena)
-            try:
-                with room.view() as out:
-                    decryptor.update_into(ciphertext, out)
-                    decryptor.finalize()
-                    plain = SecureBytes(out[: ciphertext.nbytes], arena=arena)
-            finally:
-                room.close()
+            plain = decrypt_into_locked(decryptor, ciphertext, _BLOCK, arena)
             try:
                 _verify(parsed, plain, keys[_KEY_SIZE + _IV_SIZE :])
             except BaseException:
@@ -325,25 +320,21 @@ def _decrypt(
 
 def _key_material(parsed: _Parsed, password: memoryview, arena: Arena | None) -> SecureBytes:
     """AES key (32) || IV (16) || MAC key (32 in v3, 20 in v2), in locked memory."""
-    if parsed.argon2 is None:  # version 2
-        material = SecureBytes(_KEY_SIZE + _IV_SIZE, arena=arena)  # the IV stays zero
+    if parsed.argon2 is None:  # version 2: the IV stays zero, the MAC key is a SHA-1 digest
+        material = SecureBytes(_KEY_SIZE + _IV_SIZE + _V2_MAC_KEY_SIZE, arena=arena)
         with material.view() as out:
             for number in (0, 1):
                 digest = hashlib.sha1(number.to_bytes(4, "big"))  # noqa: S324 - PPK v2's KDF
                 digest.update(password)
-                # Unavoidable: hashlib returns the digest (half the wrapping key) as bytes.
-                half = digest.digest()
-                take = min(len(half), _KEY_SIZE - len(half) * number)
-                out[len(half) * number : len(half) * number + take] = half[:take]
+                # Unavoidable: hashlib returns the digest (half the wrapping key) as bytes;
+                # sliced through a view, so no second copy is made.
+                half = memoryview(digest.digest())
+                start = half.nbytes * number
+                take = min(half.nbytes, _KEY_SIZE - start)
+                out[start : start + take] = half[:take]
                 del half
-        mac_key = _v2_mac_key(password)
-        joined = SecureBytes(len(material) + len(mac_key), arena=arena)
-        with joined.view() as out, material.view() as head:
-            out[: head.nbytes] = head
-            out[head.nbytes :] = mac_key
-        material.close()
-        del mac_key
-        return joined
+            out[_KEY_SIZE + _IV_SIZE :] = _v2_mac_key(password)
+        return material
     flavour, memory, passes, lanes, salt = parsed.argon2
     material = SecureBytes(_KEY_SIZE + _IV_SIZE + _MAC_KEY_SIZE, arena=arena)
     try:
@@ -395,32 +386,12 @@ def _verify(parsed: _Parsed, plain: SecureBytes, mac_key: memoryview | bytes) ->
         ) from None
 
 
-class _Fields:
-    """SSH wire-format fields read from a memoryview without copying."""
-
-    def __init__(self, view: memoryview, what: str) -> None:
-        self._view, self._offset, self._what = view, 0, what
-
-    def string(self) -> memoryview:
-        if self._offset + 4 > self._view.nbytes:
-            raise KeyFormatError(f"the PuTTY key's {self._what} is truncated or corrupt")
-        size = int.from_bytes(self._view[self._offset : self._offset + 4], "big")  # a length
-        start = self._offset + 4
-        if start + size > self._view.nbytes:
-            raise KeyFormatError(f"the PuTTY key's {self._what} is truncated or corrupt")
-        self._offset = start + size
-        return self._view[start : self._offset]
-
-    def left(self) -> int:
-        return self._view.nbytes - self._offset
-
-
 def _private_key(
     parsed: _Parsed, blob: memoryview, unsafe_skip_rsa_key_validation: bool, arena: Arena | None
 ) -> PrivateKeyTypes:
     """The key from the (MAC-checked) private blob and the public blob."""
-    public = _Fields(memoryview(parsed.public), "public blob")
-    private = _Fields(blob, "private blob")
+    public = _openssh.Reader(memoryview(parsed.public), "public blob", "PuTTY")
+    private = _openssh.Reader(blob, "private blob", "PuTTY")
     if public.string() != memoryview(parsed.algorithm):
         raise KeyFormatError(
             "the PuTTY key's public blob is for another algorithm than its header says"
@@ -442,18 +413,15 @@ def _private_key(
             )
     elif name.startswith(b"ecdsa-sha2-"):
         curve, point, scalar = public.string(), public.string(), private.string()
-        key = _openssh._load_der(_openssh._ec_der(curve, point, scalar, arena), False)
+        key = _openssh.load_der(_openssh.ec_der(curve, point, scalar, arena), False)
     elif name == b"ssh-rsa":
         e, n = public.string(), public.string()
         d, p, q, iqmp = (private.string() for _ in range(4))
-        der = _openssh._rsa_der(n, e, d, iqmp, p, q, arena)
-        key = _openssh._load_der(der, unsafe_skip_rsa_key_validation)
+        der = _openssh.rsa_der(n, e, d, iqmp, p, q, arena)
+        key = _openssh.load_der(der, unsafe_skip_rsa_key_validation)
     elif name == b"ssh-dss":
         p, q, g, y = (public.string() for _ in range(4))
-        x = private.string()
-        fields = [_der.integer(value) for value in (p, q, g, y, x)]
-        structure = _der.sequence(_der.small_integer(0), *fields)
-        key = _openssh._load_der(_der.write(structure, arena), False)
+        key = _openssh.load_der(_openssh.dsa_der(p, q, g, y, private.string(), arena), False)
     else:
         raise KeyFormatError(
             f"PuTTY key type {name.decode()!r} is not supported (RSA, DSA, ECDSA on NIST curves, "
@@ -461,7 +429,7 @@ def _private_key(
         )
     if private.left() >= _BLOCK:
         raise KeyFormatError("the PuTTY key's private blob has data after the key: it is corrupt")
-    if not name.startswith(b"ssh-ed") and _openssh._public_blob(key) != parsed.public:
+    if not name.startswith(b"ssh-ed") and _openssh.public_blob(key) != parsed.public:
         raise KeyFormatError(
             "the PuTTY key's private part does not match its public part: it is corrupt"
         )
